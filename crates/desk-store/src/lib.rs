@@ -1,1 +1,256 @@
-//! desk-store
+//! The desk's database: one API over SQLite (the single-machine default) and PostgreSQL
+//! (several instances). Every query is written once, with `$1` placeholders that both
+//! backends understand, and run through [`on_db!`]/[`on_tx!`], which expand the same code
+//! for each pool type. No ORM and no `sqlx::Any`: we keep real types and PostgreSQL's LISTEN.
+//!
+//! Modules are named after the tables they hold; each change that other parts of the desk
+//! must see is announced through [`notify::Notifier`] after its transaction commits.
+
+pub mod conversations;
+pub mod ingest;
+pub mod jobs;
+pub mod media;
+pub mod messages;
+pub mod notify;
+pub mod settings;
+pub mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use notify::{Change, Notifier};
+
+/// Runs `$body` with `$p` bound to the backend's pool. The body is expanded once per
+/// backend, so the same generic sqlx code type-checks against each.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($p) => $body,
+            $crate::Db::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs a statement (the query without `.execute`) on the pool; evaluates to the
+/// `Result` of the number of rows it affected.
+#[macro_export]
+macro_rules! exec_db {
+    ($db:expr, $p:ident => $query:expr) => {
+        match $db {
+            $crate::Db::Sqlite($p) => $query.execute($p).await.map(|r| r.rows_affected()),
+            $crate::Db::Postgres($p) => $query.execute($p).await.map(|r| r.rows_affected()),
+        }
+    };
+}
+
+/// [`exec_db!`] inside an open transaction.
+#[macro_export]
+macro_rules! exec_tx {
+    ($tx:expr, $c:ident => $query:expr) => {
+        match $tx {
+            $crate::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $query.execute($c).await.map(|r| r.rows_affected())
+            }
+            $crate::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $query.execute($c).await.map(|r| r.rows_affected())
+            }
+        }
+    };
+}
+
+/// Like [`on_db!`] for an open transaction: `$c` is the `&mut` connection inside it.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx {
+            $crate::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("not found")]
+    NotFound,
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open write transaction on either backend.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// The database plus the in-process change feed. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub db: Db,
+    pub notifier: Notifier,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite:` path or `postgres://`); without a URL, SQLite in `data_dir`.
+    /// Runs the migrations.
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Store> {
+        let db = match url {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(u)
+                    .await?;
+                Db::Postgres(pool)
+            }
+            Some(u) => Db::Sqlite(open_sqlite(SqliteConnectOptions::from_str(u)?).await?),
+            None => {
+                std::fs::create_dir_all(data_dir)
+                    .map_err(|e| StoreError::Invalid(format!("data dir {data_dir:?}: {e}")))?;
+                let opts = SqliteConnectOptions::new().filename(data_dir.join("linedesk.db"));
+                Db::Sqlite(open_sqlite(opts).await?)
+            }
+        };
+        let store = Store {
+            db,
+            notifier: Notifier::new(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.db {
+            Db::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
+            Db::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so two writers queue
+    /// on the lock instead of failing later with SQLITE_BUSY on upgrade.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match &self.db {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
+    /// For `/healthz`: one round trip to the database.
+    pub async fn ping(&self) -> Result<()> {
+        exec_db!(&self.db, p => sqlx::query("SELECT 1"))?;
+        Ok(())
+    }
+}
+
+async fn open_sqlite(opts: SqliteConnectOptions) -> Result<SqlitePool> {
+    // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable
+    // before the webhook answers 200 (NORMAL could lose the last commits on power loss).
+    let opts = opts
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory");
+    Ok(SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .connect_with(opts)
+        .await?)
+}
+
+/// A fresh random token, URL-safe, for sessions, API tokens and media keys.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Secrets (tokens) are stored as their SHA-256, so a database dump does not log anyone in.
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Test support: a fresh, migrated store on each backend that the machine has.
+pub mod testing {
+    use super::*;
+
+    /// The PostgreSQL server tests use; `LINEDESK_TEST_PG` overrides it. Tests create a
+    /// fresh database on it per store.
+    pub fn pg_admin_url() -> String {
+        std::env::var("LINEDESK_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// A new empty PostgreSQL database; returns its URL.
+    pub async fn fresh_pg_database() -> Result<String> {
+        use sqlx::Connection;
+        let admin = pg_admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin).await?;
+        let name = format!("linedesk_test_{}", random_token(9).to_lowercase().replace(['-', '_'], "x"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        Ok(format!("{base}/{name}"))
+    }
+
+    /// One store per backend: SQLite in `dir`, and PostgreSQL in a fresh database.
+    pub async fn stores(dir: &Path) -> Vec<Store> {
+        let sqlite = Store::open(None, dir).await.expect("sqlite store");
+        let pg_url = fresh_pg_database()
+            .await
+            .expect("PostgreSQL must be reachable for tests (see README: ./scripts/test.sh)");
+        let pg = Store::open(Some(&pg_url), dir).await.expect("postgres store");
+        vec![sqlite, pg]
+    }
+}

@@ -1,0 +1,35 @@
+//! Key/value settings (the LINE設定 screen) and durable counters (signature failures).
+
+use crate::{exec_db, Result, Store, on_db};
+
+impl Store {
+    pub async fn setting(&self, key: &str) -> Result<Option<(String, i64)>> {
+        Ok(on_db!(&self.db, p => sqlx::query_as::<_, (String, i64)>(
+            "SELECT value, updated_at FROM settings WHERE key = $1")
+            .bind(key).fetch_optional(p).await)?)
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<()> {
+        exec_db!(&self.db, p => sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+            .bind(key).bind(value).bind(now_ms))?;
+        Ok(())
+    }
+
+    /// Adds one to a named counter and records when; returns the new value.
+    pub async fn bump_counter(&self, name: &str, now_ms: i64) -> Result<i64> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar(
+            "INSERT INTO counters (name, value, updated_at) VALUES ($1, 1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1, updated_at = excluded.updated_at
+             RETURNING value")
+            .bind(name).bind(now_ms).fetch_one(p).await)?)
+    }
+
+    /// The counter's value and when it last changed.
+    pub async fn counter(&self, name: &str) -> Result<Option<(i64, i64)>> {
+        Ok(on_db!(&self.db, p => sqlx::query_as::<_, (i64, i64)>(
+            "SELECT value, updated_at FROM counters WHERE name = $1")
+            .bind(name).fetch_optional(p).await)?)
+    }
+}
