@@ -235,10 +235,12 @@ impl Client {
             messages: &'a [OutMessage],
         }
         let url = format!("{}/v2/bot/message/reply", self.api_base);
-        let req = self.request(Method::POST, &url, self.timeouts.request)?.json(&ReplyRequest {
-            reply_token,
-            messages,
-        });
+        let req = self
+            .request(Method::POST, &url, self.timeouts.request)?
+            .json(&ReplyRequest {
+                reply_token,
+                messages,
+            });
         let resp = execute(req, Call::Reply).await?;
         Ok(sent_messages(resp, "reply").await)
     }
@@ -271,7 +273,11 @@ impl Client {
     /// A user's profile (`GET /v2/bot/profile/{userId}`). [`LineError::NotFound`] when the
     /// user is unknown or has blocked the account.
     pub async fn profile(&self, user_id: &str) -> Result<Profile, LineError> {
-        let url = format!("{}/v2/bot/profile/{}", self.api_base, encode_segment(user_id));
+        let url = format!(
+            "{}/v2/bot/profile/{}",
+            self.api_base,
+            encode_segment(user_id)
+        );
         let req = self.request(Method::GET, &url, self.timeouts.request)?;
         json_response(execute(req, Call::Other).await?).await
     }
@@ -523,7 +529,11 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let c = Client::new("https://api.line.me/", "https://api-data.line.me", "s3cr3t-token");
+        let c = Client::new(
+            "https://api.line.me/",
+            "https://api-data.line.me",
+            "s3cr3t-token",
+        );
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("s3cr3t"), "{dbg}");
         assert!(dbg.contains("https://api.line.me\""), "{dbg}");
@@ -544,7 +554,10 @@ mod tests {
             AlreadyAccepted { request_id: None },
             RateLimited { retry_after: None },
             Unauthorized,
-            BadRequest { status: 400, message: String::new() },
+            BadRequest {
+                status: 400,
+                message: String::new(),
+            },
             NotFound,
             Server { status: 500 },
             Timeout { maybe_sent: true },
@@ -554,12 +567,16 @@ mod tests {
         let retryable: Vec<bool> = all.iter().map(LineError::is_retryable).collect();
         assert_eq!(
             retryable,
-            [false, false, true, false, false, false, true, true, true, true]
+            [
+                false, false, true, false, false, false, true, true, true, true
+            ]
         );
         let maybe: Vec<bool> = all.iter().map(LineError::may_have_been_delivered).collect();
         assert_eq!(
             maybe,
-            [false, false, false, false, false, false, true, true, false, false]
+            [
+                false, false, false, false, false, false, true, true, false, false
+            ]
         );
     }
 }

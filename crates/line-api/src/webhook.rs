@@ -518,8 +518,8 @@ fn typed_message(message_type: &str, m: &WireMessage<'_>) -> Option<MessageConte
             id,
             title: field(m.title),
             address: field(m.address),
-            latitude: field(m.latitude)?,
-            longitude: field(m.longitude)?,
+            latitude: coordinate(m.latitude)?,
+            longitude: coordinate(m.longitude)?,
         },
         "sticker" => MessageContent::Sticker {
             id,
@@ -554,6 +554,17 @@ fn members(raw: Option<&RawValue>) -> Option<Vec<Source>> {
 /// Decodes one captured field; `None` when absent, `null` or of an unexpected JSON type.
 fn field<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
     serde_json::from_str(raw?.get()).ok()
+}
+
+/// A JSON number as the nearest `f64`. serde_json's default float parser (without its
+/// `float_roundtrip` feature) can be off in the last digit; std's parser is correctly
+/// rounded, and every JSON number is valid input for it.
+fn coordinate(raw: Option<&RawValue>) -> Option<f64> {
+    let text = raw?.get();
+    if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// Like [`field`], for fields that must be JSON objects. Derived structs would also accept
@@ -787,11 +798,17 @@ mod tests {
     #[test]
     fn body_errors() {
         assert!(matches!(parse(b""), Err(ParseError::NotJson(_))));
-        assert!(matches!(parse(b"{\"events\":["), Err(ParseError::NotJson(_))));
+        assert!(matches!(
+            parse(b"{\"events\":["),
+            Err(ParseError::NotJson(_))
+        ));
         assert!(matches!(parse(b"nope"), Err(ParseError::NotJson(_))));
         assert!(matches!(parse(b"{} trailing"), Err(ParseError::NotJson(_))));
         assert!(matches!(parse(b"\xff{}"), Err(ParseError::NotJson(_))));
-        assert!(matches!(parse(b"{\"events\":[\"\xff\"]}"), Err(ParseError::NotJson(_))));
+        assert!(matches!(
+            parse(b"{\"events\":[\"\xff\"]}"),
+            Err(ParseError::NotJson(_))
+        ));
         for not_webhook in [
             &b"[]"[..],
             b"[null, []]",
@@ -822,8 +839,8 @@ mod tests {
 
     #[test]
     fn odd_events_are_other_never_errors() {
-        let b = parse(br#"{"events":[1, "x", null, [], {}, {"type":5,"timestamp":"soon"}]}"#)
-            .unwrap();
+        let b =
+            parse(br#"{"events":[1, "x", null, [], {}, {"type":5,"timestamp":"soon"}]}"#).unwrap();
         assert_eq!(b.events.len(), 6);
         for e in &b.events {
             assert_eq!(e.event.timestamp, 0);
@@ -840,14 +857,34 @@ mod tests {
     #[test]
     fn known_type_with_missing_fields_is_other() {
         let e = one(r#"{"type":"postback","timestamp":1,"postback":{"params":{}}}"#);
-        assert_eq!(e.event.kind, EventKind::Other { event_type: "postback".into() });
+        assert_eq!(
+            e.event.kind,
+            EventKind::Other {
+                event_type: "postback".into()
+            }
+        );
         assert_eq!(e.event.timestamp, 1);
         let e = one(r#"{"type":"unsend","timestamp":1}"#);
-        assert_eq!(e.event.kind, EventKind::Other { event_type: "unsend".into() });
+        assert_eq!(
+            e.event.kind,
+            EventKind::Other {
+                event_type: "unsend".into()
+            }
+        );
         let e = one(r#"{"type":"message","timestamp":1}"#);
-        assert_eq!(e.event.kind, EventKind::Other { event_type: "message".into() });
+        assert_eq!(
+            e.event.kind,
+            EventKind::Other {
+                event_type: "message".into()
+            }
+        );
         let e = one(r#"{"type":"message","timestamp":1,"message":[]}"#);
-        assert_eq!(e.event.kind, EventKind::Other { event_type: "message".into() });
+        assert_eq!(
+            e.event.kind,
+            EventKind::Other {
+                event_type: "message".into()
+            }
+        );
     }
 
     #[test]
@@ -863,7 +900,9 @@ mod tests {
         let e = one(
             r#"{"type":"message","timestamp":1,"message":{"id":"9","type":"image","contentProvider":"line"}}"#,
         );
-        let EventKind::Message(m) = e.event.kind else { panic!() };
+        let EventKind::Message(m) = e.event.kind else {
+            panic!()
+        };
         assert_eq!((m.id(), m.type_name()), (Some("9"), "image"));
         assert!(matches!(m, MessageContent::Other { .. }));
     }
@@ -902,19 +941,32 @@ mod tests {
     #[test]
     fn sources() {
         let src = |s: &str| {
-            one(&format!(r#"{{"type":"unfollow","timestamp":1,"source":{s}}}"#))
-                .event
-                .source
+            one(&format!(
+                r#"{{"type":"unfollow","timestamp":1,"source":{s}}}"#
+            ))
+            .event
+            .source
         };
-        assert_eq!(src(r#"{"type":"user","userId":"U1"}"#), Some(Source::User { user_id: "U1".into() }));
+        assert_eq!(
+            src(r#"{"type":"user","userId":"U1"}"#),
+            Some(Source::User {
+                user_id: "U1".into()
+            })
+        );
         assert_eq!(src(r#"{"type":"user"}"#), Some(Source::Other));
         assert_eq!(
             src(r#"{"type":"group","groupId":"C1"}"#),
-            Some(Source::Group { group_id: "C1".into(), user_id: None })
+            Some(Source::Group {
+                group_id: "C1".into(),
+                user_id: None
+            })
         );
         assert_eq!(
             src(r#"{"type":"room","roomId":"R1","userId":"U1"}"#),
-            Some(Source::Room { room_id: "R1".into(), user_id: Some("U1".into()) })
+            Some(Source::Room {
+                room_id: "R1".into(),
+                user_id: Some("U1".into())
+            })
         );
         assert_eq!(src(r#"{"type":"space"}"#), Some(Source::Other));
         assert_eq!(src("12"), Some(Source::Other));
@@ -940,11 +992,18 @@ mod tests {
     fn partner_events() {
         let k = |s: &str| one(s).event.kind;
         assert_eq!(
-            k(r#"{"type":"membership","timestamp":1,"membership":{"type":"joined","membershipId":3}}"#),
-            EventKind::Membership { membership_type: "joined".into(), membership_id: 3 }
+            k(
+                r#"{"type":"membership","timestamp":1,"membership":{"type":"joined","membershipId":3}}"#
+            ),
+            EventKind::Membership {
+                membership_type: "joined".into(),
+                membership_id: 3
+            }
         );
         assert_eq!(
-            k(r#"{"type":"module","timestamp":1,"module":{"type":"attached","botId":"U1","scopes":["message:send"]}}"#),
+            k(
+                r#"{"type":"module","timestamp":1,"module":{"type":"attached","botId":"U1","scopes":["message:send"]}}"#
+            ),
             EventKind::Module {
                 module_type: "attached".into(),
                 bot_id: Some("U1".into()),
@@ -956,7 +1015,10 @@ mod tests {
             k(r#"{"type":"activated","timestamp":1,"chatControl":{"expireAt":1}}"#),
             EventKind::Activated
         );
-        assert_eq!(k(r#"{"type":"botSuspended","timestamp":1}"#), EventKind::BotSuspended);
+        assert_eq!(
+            k(r#"{"type":"botSuspended","timestamp":1}"#),
+            EventKind::BotSuspended
+        );
         assert_eq!(
             k(r#"{"type":"delivery","timestamp":1,"delivery":{"data":"abc"}}"#),
             EventKind::PnpDeliveryCompletion { data: "abc".into() }
