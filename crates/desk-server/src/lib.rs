@@ -1,1 +1,138 @@
-//! desk-server
+//! The desk's HTTP server: LINE's webhook, the JSON API, media, health and metrics, and the
+//! background workers that talk to LINE. Feature modules each expose a `router()`.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod fetcher;
+pub mod health;
+pub mod line_settings;
+pub mod media_files;
+pub mod metrics;
+pub mod time;
+pub mod webhook;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use desk_core::clock::{Clock, SystemClock};
+use desk_store::Store;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+/// Everything the desk needs to run; the `linedesk` binary fills it from flags and env.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// `None`: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Base URL LINE fetches agents' images from (must be reachable by LINE; HTTPS in production).
+    pub public_url: String,
+    pub line_api_base: String,
+    pub line_data_api_base: String,
+    /// Dates and times shown to agents, and the From/To day boundaries.
+    pub time_zone: chrono_tz::Tz,
+    /// Written into the LINE settings at start when set (contract.md).
+    pub line_channel_secret: Option<String>,
+    pub line_channel_access_token: Option<String>,
+    pub line_mode: Option<String>,
+    pub reply_window_secs: u64,
+}
+
+impl Config {
+    /// Defaults of contract.md, for a desk listening on `listen`.
+    pub fn new(data_dir: PathBuf, listen: &str) -> Config {
+        Config {
+            data_dir,
+            database_url: None,
+            public_url: format!("http://{listen}"),
+            line_api_base: "https://api.line.me".into(),
+            line_data_api_base: "https://api-data.line.me".into(),
+            time_zone: chrono_tz::Asia::Tokyo,
+            line_channel_secret: None,
+            line_channel_access_token: None,
+            line_mode: None,
+            reply_window_secs: 50,
+        }
+    }
+}
+
+/// Shared by every handler and worker.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub line: line_settings::LineSettings,
+    pub metrics: Arc<metrics::Metrics>,
+    pub media: media_files::MediaFiles,
+    pub ingest: webhook::IngestQueue,
+    pub fetch_wakeup: Arc<tokio::sync::Notify>,
+}
+
+impl AppState {
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// A built desk: state, routes and its background workers (started by [`App::spawn_workers`]).
+pub struct App {
+    pub state: AppState,
+}
+
+impl App {
+    /// Opens the database (running migrations), applies LINE settings from the config and
+    /// starts the webhook writer.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let store = Store::open(config.database_url.as_deref(), &config.data_dir).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let line = line_settings::LineSettings::load(&store, &config, clock.now_ms()).await?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let media = media_files::MediaFiles::new(&config.data_dir, store.is_postgres())?;
+        let fetch_wakeup = Arc::new(tokio::sync::Notify::new());
+        let ingest = webhook::IngestQueue::start(
+            store.clone(),
+            clock.clone(),
+            metrics.clone(),
+            fetch_wakeup.clone(),
+        );
+        let state = AppState {
+            store,
+            config: Arc::new(config),
+            clock,
+            line,
+            metrics,
+            media,
+            ingest,
+            fetch_wakeup,
+        };
+        Ok(App { state })
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .merge(webhook::router())
+            .merge(health::router())
+            .merge(metrics::router())
+            .merge(media_files::router())
+            .nest("/api/v1", api::router())
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .with_state(self.state.clone())
+    }
+
+    /// Background work: fetching profiles and content from LINE, flushing counters.
+    pub fn spawn_workers(&self) {
+        tokio::spawn(fetcher::run(self.state.clone()));
+        tokio::spawn(metrics::flush_signature_failures(self.state.clone()));
+    }
+
+    /// Serves until the process ends.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        self.spawn_workers();
+        let router = self.router();
+        axum::serve(listener, router).await
+    }
+}

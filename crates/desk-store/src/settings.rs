@@ -17,13 +17,14 @@ impl Store {
         Ok(())
     }
 
-    /// Adds one to a named counter and records when; returns the new value.
-    pub async fn bump_counter(&self, name: &str, now_ms: i64) -> Result<i64> {
+    /// Adds `n` to a named counter and records when; returns the new value.
+    pub async fn add_to_counter(&self, name: &str, n: i64, at_ms: i64) -> Result<i64> {
         Ok(on_db!(&self.db, p => sqlx::query_scalar(
-            "INSERT INTO counters (name, value, updated_at) VALUES ($1, 1, $2)
-             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1, updated_at = excluded.updated_at
+            "INSERT INTO counters (name, value, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value,
+                 updated_at = excluded.updated_at
              RETURNING value")
-            .bind(name).bind(now_ms).fetch_one(p).await)?)
+            .bind(name).bind(n).bind(at_ms).fetch_one(p).await)?)
     }
 
     /// The counter's value and when it last changed.

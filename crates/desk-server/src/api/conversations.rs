@@ -1,0 +1,140 @@
+//! The read side of conversations: the list (V1), one chat (V2) and its history (C8).
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use desk_core::customer_code::{normalize_phone_digits, parse_code_query};
+use desk_store::conversations::ConversationFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::views::{ConversationView, MessageView};
+use crate::auth::AuthUser;
+use crate::error::ApiResult;
+use crate::time::{history_range, parse_date};
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/conversations", get(list))
+        .route("/conversations/{id}", get(one))
+        .route("/conversations/{id}/messages", get(messages))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    pub customer_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub phone: Option<String>,
+    pub registered: Option<String>,
+    pub status: Option<String>,
+    pub agent: Option<String>,
+    pub limit: Option<i64>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl ListQuery {
+    /// Empty fields are no filter (the manual: all empty lists everyone).
+    pub fn to_filter(&self) -> Result<ConversationFilter, ApiError> {
+        let customer_id = match non_empty(&self.customer_id) {
+            Some(s) => Some(parse_code_query(s).ok_or_else(|| {
+                ApiError::bad_request(format!("customer_id {s:?} is not a customer ID like 15 or #C15"))
+            })?),
+            None => None,
+        };
+        let registered = match non_empty(&self.registered) {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => return Err(ApiError::bad_request(format!("registered must be true or false, not {other:?}"))),
+            None => None,
+        };
+        let status = match non_empty(&self.status) {
+            Some(s) => {
+                let parsed: desk_core::status::ConversationStatus = s.parse().map_err(|_| {
+                    ApiError::bad_request(format!("status must be unread, in_progress or done, not {s:?}"))
+                })?;
+                Some(parsed.as_str().to_owned())
+            }
+            None => None,
+        };
+        let after = match non_empty(&self.after) {
+            Some(s) => Some(
+                s.split_once('_')
+                    .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                    .ok_or_else(|| ApiError::bad_request("after is not a cursor from a previous page"))?,
+            ),
+            None => None,
+        };
+        Ok(ConversationFilter {
+            customer_id,
+            customer_name: non_empty(&self.customer_name).map(str::to_owned),
+            phone_digits: non_empty(&self.phone).map(normalize_phone_digits).filter(|d| !d.is_empty()),
+            registered,
+            status,
+            agent: non_empty(&self.agent).map(str::to_owned),
+            after,
+            limit: self.limit.unwrap_or(50).clamp(1, 500),
+        })
+    }
+}
+
+async fn list(
+    State(st): State<AppState>,
+    _user: AuthUser,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let filter = q.to_filter()?;
+    let rows = st.store.list_conversations(&filter).await?;
+    let next = if rows.len() as i64 == filter.limit {
+        rows.last().map(|r| format!("{}_{}", r.last_message_at, r.id))
+    } else {
+        None
+    };
+    let tz = st.config.time_zone;
+    let list: Vec<ConversationView> = rows.into_iter().map(|r| ConversationView::new(r, tz)).collect();
+    Ok(Json(json!({"conversations": list, "next": next})))
+}
+
+async fn one(
+    State(st): State<AppState>,
+    _user: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<ConversationView>> {
+    let row = st
+        .store
+        .conversation(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(ConversationView::new(row, st.config.time_zone)))
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn messages(
+    State(st): State<AppState>,
+    _user: AuthUser,
+    Path(id): Path<i64>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    if st.store.conversation(id).await?.is_none() {
+        return Err(ApiError::not_found("conversation"));
+    }
+    let date = |s: &Option<String>| -> ApiResult<_> {
+        non_empty(s).map(parse_date).transpose().map_err(ApiError::bad_request)
+    };
+    let tz = st.config.time_zone;
+    let (from, to) = history_range(date(&q.from)?, date(&q.to)?, st.now_ms(), tz)
+        .map_err(ApiError::bad_request)?;
+    let rows = st.store.messages_between(id, from, to).await?;
+    let list: Vec<MessageView> = rows.into_iter().map(|m| MessageView::new(m, tz)).collect();
+    Ok(Json(json!({"messages": list})))
+}

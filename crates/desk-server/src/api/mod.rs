@@ -1,0 +1,27 @@
+//! The JSON API under `/api/v1` (contract.md; B4).
+
+pub mod conversations;
+pub mod media;
+pub mod views;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(conversations::router())
+        .merge(media::router())
+        .route("/openapi.json", get(openapi))
+}
+
+/// The OpenAPI description of this API, kept beside the code that serves it.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}

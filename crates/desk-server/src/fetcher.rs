@@ -1,0 +1,155 @@
+//! After the webhook answered: fetch each new LINE user's profile (display name) and each
+//! image/video/audio/file's content from LINE, and keep them. A failure is retried with
+//! backoff; until then the chat shows the user id and the message shows "not yet fetched".
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use desk_store::ingest::{JOB_CONTENT, JOB_PROFILE};
+use desk_store::jobs::Job;
+use line_api::client::LineError;
+
+use crate::AppState;
+
+/// A claimed job is someone else's again after this long (a crashed worker's job).
+const LEASE_MS: i64 = 120_000;
+const MAX_BACKOFF_MS: i64 = 15 * 60_000;
+
+pub async fn run(st: AppState) {
+    loop {
+        let worked = match run_once(&st).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(%e, "fetch worker");
+                0
+            }
+        };
+        if worked == 0 {
+            // Woken by the webhook writer, or every second for retries that came due.
+            let _ = tokio::time::timeout(Duration::from_secs(1), st.fetch_wakeup.notified()).await;
+        }
+    }
+}
+
+/// Claims the due jobs and runs them, a few at a time; returns how many ran.
+pub async fn run_once(st: &AppState) -> anyhow::Result<usize> {
+    let jobs = st.store.claim_jobs(st.now_ms(), 32, LEASE_MS).await?;
+    let n = jobs.len();
+    let mut set = tokio::task::JoinSet::new();
+    for job in jobs {
+        let st = st.clone();
+        set.spawn(async move { run_job(&st, job).await });
+    }
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(%e, "fetch job panicked");
+        }
+    }
+    Ok(n)
+}
+
+/// What became of one try.
+enum Outcome {
+    Done,
+    /// Try again later, for this reason.
+    Retry(String),
+}
+
+async fn run_job(st: &AppState, job: Job) {
+    let outcome = match job.kind.as_str() {
+        JOB_PROFILE => fetch_profile(st, job.target_id).await,
+        JOB_CONTENT => fetch_content(st, job.target_id).await,
+        other => Ok(Outcome::Retry(format!("unknown job kind {other}"))),
+    };
+    let result = match outcome {
+        Ok(Outcome::Done) => {
+            st.metrics.fetch_ok.fetch_add(1, Relaxed);
+            st.store.finish_job(job.id).await
+        }
+        Ok(Outcome::Retry(why)) | Err(why) => {
+            st.metrics.fetch_failures.fetch_add(1, Relaxed);
+            let backoff = (1000i64 << job.attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
+            tracing::warn!(kind = %job.kind, target = job.target_id, attempts = job.attempts, %why, "fetch failed; will retry");
+            st.store.retry_job(job.id, st.now_ms() + backoff, &why).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(%e, "could not record a fetch job's result");
+    }
+}
+
+async fn fetch_profile(st: &AppState, conversation_id: i64) -> Result<Outcome, String> {
+    let Some(user_id) = st
+        .store
+        .conversation_line_user(conversation_id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Outcome::Done);
+    };
+    let Some(client) = st.line.current().client.clone() else {
+        return Ok(Outcome::Retry("no Channel Access Token set".into()));
+    };
+    let now = st.now_ms();
+    match client.profile(&user_id).await {
+        Ok(p) => st
+            .store
+            .set_profile(conversation_id, Some(&p.display_name), p.picture_url.as_deref(), "ok", now)
+            .await
+            .map(|_| Outcome::Done)
+            .map_err(|e| e.to_string()),
+        // Blocked, or not a friend: LINE has no profile for us. A later follow asks again.
+        Err(LineError::NotFound) => st
+            .store
+            .set_profile(conversation_id, None, None, "unavailable", now)
+            .await
+            .map(|_| Outcome::Done)
+            .map_err(|e| e.to_string()),
+        Err(e) => Ok(Outcome::Retry(e.to_string())),
+    }
+}
+
+async fn fetch_content(st: &AppState, message_id: i64) -> Result<Outcome, String> {
+    let Some(target) = st
+        .store
+        .content_target(message_id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(Outcome::Done);
+    };
+    let Some(line_id) = target.line_message_id else {
+        return Ok(Outcome::Done);
+    };
+    let Some(client) = st.line.current().client.clone() else {
+        return Ok(Outcome::Retry("no Channel Access Token set".into()));
+    };
+    match client.content(&line_id).await {
+        Ok(content) => {
+            let content_type = content
+                .content_type
+                .clone()
+                .or_else(|| infer::get(&content.bytes).map(|t| t.mime_type().to_owned()))
+                .unwrap_or_else(|| "application/octet-stream".into());
+            let (media_id, _key) = st
+                .media
+                .save(&st.store, &content.bytes, &content_type, false, st.now_ms())
+                .await
+                .map_err(|e| e.to_string())?;
+            st.store
+                .set_message_media(message_id, Some(media_id), "ok")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Outcome::Done)
+        }
+        // LINE no longer has it (content is deleted after a while): nothing more to try.
+        Err(LineError::NotFound) => {
+            st.store
+                .set_message_media(message_id, None, "failed")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Outcome::Done)
+        }
+        Err(e) => Ok(Outcome::Retry(e.to_string())),
+    }
+}

@@ -1,0 +1,88 @@
+//! The LINE設定 values (S2): mode, Channel Secret and Channel Access Token. They live in the
+//! settings table; this cache keeps the hot path (signature check on every webhook) off
+//! the database and holds the LINE client built from the token. Secrets are never logged.
+
+use std::sync::{Arc, RwLock};
+
+use desk_core::delivery::Mode;
+use desk_store::Store;
+
+use crate::Config;
+
+pub const KEY_MODE: &str = "line.mode";
+pub const KEY_SECRET: &str = "line.channel_secret";
+pub const KEY_TOKEN: &str = "line.channel_access_token";
+
+/// A snapshot of the settings in force.
+pub struct LineRuntime {
+    pub mode: Mode,
+    pub channel_secret: Option<String>,
+    /// `None` until an access token is set.
+    pub client: Option<line_api::client::Client>,
+    /// When any LINE setting last changed (ステータス更新).
+    pub updated_at: Option<i64>,
+}
+
+#[derive(Clone)]
+pub struct LineSettings {
+    current: Arc<RwLock<Arc<LineRuntime>>>,
+    api_base: String,
+    data_api_base: String,
+}
+
+impl LineSettings {
+    /// Writes the settings given by the environment, then loads what is stored.
+    pub async fn load(store: &Store, config: &Config, now_ms: i64) -> anyhow::Result<LineSettings> {
+        if let Some(s) = &config.line_channel_secret {
+            store.set_setting(KEY_SECRET, s, now_ms).await?;
+        }
+        if let Some(t) = &config.line_channel_access_token {
+            store.set_setting(KEY_TOKEN, t, now_ms).await?;
+        }
+        if let Some(m) = &config.line_mode {
+            let mode: Mode = m
+                .parse()
+                .map_err(|_| anyhow::anyhow!("LINEDESK_LINE_MODE must be reply or push, not {m:?}"))?;
+            store.set_setting(KEY_MODE, mode.as_str(), now_ms).await?;
+        }
+        let settings = LineSettings {
+            current: Arc::new(RwLock::new(Arc::new(LineRuntime {
+                mode: Mode::Reply,
+                channel_secret: None,
+                client: None,
+                updated_at: None,
+            }))),
+            api_base: config.line_api_base.clone(),
+            data_api_base: config.line_data_api_base.clone(),
+        };
+        settings.reload(store).await?;
+        Ok(settings)
+    }
+
+    /// Re-reads the stored settings (after the LINE設定 screen saved them).
+    pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
+        let mode = store.setting(KEY_MODE).await?;
+        let secret = store.setting(KEY_SECRET).await?;
+        let token = store.setting(KEY_TOKEN).await?;
+        let updated_at = [&mode, &secret, &token]
+            .iter()
+            .filter_map(|s| s.as_ref().map(|(_, at)| *at))
+            .max();
+        let runtime = LineRuntime {
+            mode: mode
+                .and_then(|(m, _)| m.parse().ok())
+                .unwrap_or(Mode::Reply),
+            channel_secret: secret.map(|(s, _)| s).filter(|s| !s.is_empty()),
+            client: token.map(|(t, _)| t).filter(|t| !t.is_empty()).map(|t| {
+                line_api::client::Client::new(&self.api_base, &self.data_api_base, &t)
+            }),
+            updated_at,
+        };
+        *self.current.write().expect("settings lock") = Arc::new(runtime);
+        Ok(())
+    }
+
+    pub fn current(&self) -> Arc<LineRuntime> {
+        self.current.read().expect("settings lock").clone()
+    }
+}
