@@ -204,7 +204,10 @@ impl Client {
             .build()
             // Only fails when the TLS backend cannot initialise, which is a broken build.
             .expect("building the HTTP client");
-        let auth = HeaderValue::try_from(format!("Bearer {channel_access_token}"))
+        // Trimmed: a token pasted or read from a file often carries a newline; LINE's
+        // tokens never contain whitespace.
+        let token = channel_access_token.trim();
+        let auth = HeaderValue::try_from(format!("Bearer {token}"))
             .ok()
             .map(|mut v| {
                 v.set_sensitive(true);

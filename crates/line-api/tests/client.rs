@@ -136,7 +136,7 @@ async fn reply_request_matches_the_spec() {
 #[tokio::test]
 async fn push_sends_retry_key_and_bearer_token() {
     let (base, log) = serve(|_| json_answer(200, json!({"sentMessages": [{"id": "1"}]}))).await;
-    let client = Client::new(&base, &base, TOKEN);
+    let client = Client::new(&base, &base, &format!("{TOKEN}\n"));
     let messages = [OutMessage::Image {
         original_content_url: "https://desk.example/m/o.jpg".into(),
         preview_image_url: "https://desk.example/m/p.jpg".into(),
