@@ -59,6 +59,15 @@ fn line_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "message": message }))).into_response()
 }
 
+/// A LINE error answer: status and `message`.
+struct LineError(StatusCode, String);
+
+impl IntoResponse for LineError {
+    fn into_response(self) -> Response {
+        line_error(self.0, &self.1)
+    }
+}
+
 fn bump(state: &mut EmuState, endpoint: Endpoint, rejected: Option<&str>) {
     let stats = state.stats.of(endpoint);
     match rejected {
@@ -89,7 +98,8 @@ fn fault_response(status: u16, retry_after: Option<u64>) -> Response {
 }
 
 impl Emulator {
-    fn check_auth(&self, headers: &HeaderMap) -> Result<(), Response> {
+    /// `Err` carries LINE's 401 message.
+    fn check_auth(&self, headers: &HeaderMap) -> Result<(), &'static str> {
         let value = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -98,10 +108,10 @@ impl Emulator {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
         else {
-            return Err(line_error(StatusCode::UNAUTHORIZED, AUTH_REQUIRED));
+            return Err(AUTH_REQUIRED);
         };
         if token.trim() != self.inner.config.channel_access_token {
-            return Err(line_error(StatusCode::UNAUTHORIZED, AUTH_FAILED));
+            return Err(AUTH_FAILED);
         }
         Ok(())
     }
@@ -118,9 +128,9 @@ impl Emulator {
         self.state().stats.of(endpoint).calls += 1;
         let fault = self.take_fault(endpoint);
         let run = |request_id: &str| match self.check_auth(headers) {
-            Err(response) => {
+            Err(message) => {
                 bump(&mut self.state(), endpoint, Some("unauthorized"));
-                response
+                line_error(StatusCode::UNAUTHORIZED, message)
             }
             Ok(()) => work(request_id),
         };
@@ -162,7 +172,7 @@ impl Emulator {
         endpoint: Endpoint,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<Value, Response> {
+    ) -> Result<Value, LineError> {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -171,33 +181,37 @@ impl Emulator {
             .to_ascii_lowercase()
             .starts_with("application/json")
         {
-            bump(&mut self.state(), endpoint, Some("unsupported_content_type"));
-            return Err(line_error(
+            bump(
+                &mut self.state(),
+                endpoint,
+                Some("unsupported_content_type"),
+            );
+            return Err(LineError(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                &format!("The content type, {content_type}, is not supported"),
+                format!("The content type, {content_type}, is not supported"),
             ));
         }
         if body.len() > MAX_REQUEST_BYTES {
             bump(&mut self.state(), endpoint, Some("payload_too_large"));
-            return Err(line_error(
+            return Err(LineError(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "Request Entity Too Large",
+                "Request Entity Too Large".into(),
             ));
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(value) if value.is_object() => Ok(value),
             Ok(_) => {
                 bump(&mut self.state(), endpoint, Some("bad_json"));
-                Err(line_error(
+                Err(LineError(
                     StatusCode::BAD_REQUEST,
-                    "The request body could not be parsed as JSON (line: 1, column: 1)",
+                    "The request body could not be parsed as JSON (line: 1, column: 1)".into(),
                 ))
             }
             Err(e) => {
                 bump(&mut self.state(), endpoint, Some("bad_json"));
-                Err(line_error(
+                Err(LineError(
                     StatusCode::BAD_REQUEST,
-                    &format!(
+                    format!(
                         "The request body could not be parsed as JSON (line: {}, column: {})",
                         e.line(),
                         e.column()
@@ -292,14 +306,7 @@ impl Emulator {
     }
 
     async fn fetch_media(&self, url: &str, limit: u64) -> Value {
-        let response = match self
-            .inner
-            .http
-            .get(url)
-            .timeout(FETCH_TIMEOUT)
-            .send()
-            .await
-        {
+        let response = match self.inner.http.get(url).timeout(FETCH_TIMEOUT).send().await {
             Ok(response) => response,
             Err(e) => return json!({ "status": null, "error": e.to_string() }),
         };
@@ -356,7 +363,11 @@ async fn reply(State(emulator): State<Emulator>, headers: HeaderMap, body: Bytes
         .call(endpoint, &headers, |request_id| {
             // LINE: a retry key on an API that does not support one is rejected with 400.
             if headers.contains_key("x-line-retry-key") {
-                bump(&mut emulator.state(), endpoint, Some("retry_key_not_supported"));
+                bump(
+                    &mut emulator.state(),
+                    endpoint,
+                    Some("retry_key_not_supported"),
+                );
                 return line_error(
                     StatusCode::BAD_REQUEST,
                     "X-Line-Retry-Key is not supported for this API",
@@ -364,7 +375,7 @@ async fn reply(State(emulator): State<Emulator>, headers: HeaderMap, body: Bytes
             }
             let body = match emulator.parse_json_request(endpoint, &headers, &body) {
                 Ok(body) => body,
-                Err(response) => return response,
+                Err(e) => return e.into_response(),
             };
             let mut problems = Problems::default();
             let token = match body.get("replyToken") {
@@ -469,7 +480,7 @@ async fn push(State(emulator): State<Emulator>, headers: HeaderMap, body: Bytes)
             };
             let body = match emulator.parse_json_request(endpoint, &headers, &body) {
                 Ok(body) => body,
-                Err(response) => return response,
+                Err(e) => return e.into_response(),
             };
             let mut guard = emulator.state();
             let state = &mut *guard;

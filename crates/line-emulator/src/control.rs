@@ -35,7 +35,10 @@ pub(crate) fn routes() -> Router<Emulator> {
         .route("/_emulator/webhook-log", get(webhook_log))
         .route("/_emulator/events/{webhook_event_id}", get(get_event))
         .route("/_emulator/redeliver", post(redeliver_all))
-        .route("/_emulator/redeliver/{webhook_event_id}", post(redeliver_one))
+        .route(
+            "/_emulator/redeliver/{webhook_event_id}",
+            post(redeliver_one),
+        )
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/reset", post(reset))
         .route("/_emulator/config", get(get_config).put(put_config))
@@ -52,13 +55,13 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// Parses a JSON body ourselves so that a bad body gets the control API's error shape.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("bad JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("bad JSON body: {e}")))
 }
 
 async fn phone() -> Response {
@@ -84,7 +87,7 @@ struct CreateUser {
 async fn create_user(State(emulator): State<Emulator>, body: axum::body::Bytes) -> Response {
     let input: CreateUser = match parse(&body) {
         Ok(input) => input,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     match emulator
         .follow_with(
@@ -233,7 +236,7 @@ async fn user_message(
 ) -> Response {
     let input: UserMessageIn = match parse(&body) {
         Ok(input) => input,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let message = match input.into_message() {
         Ok(message) => message,
@@ -298,7 +301,11 @@ async fn user_content(
             }
             response
         }
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no such content"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such content"})),
+        )
+            .into_response(),
     }
 }
 
@@ -325,7 +332,7 @@ fn one() -> u32 {
 async fn add_fault(State(emulator): State<Emulator>, body: axum::body::Bytes) -> Response {
     let input: FaultIn = match parse(&body) {
         Ok(input) => input,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     if input.status != 0 && !(100..=599).contains(&input.status) {
         return bad_request("status must be 0 (slow, then normal) or an HTTP status 100..=599");
@@ -343,7 +350,11 @@ async fn add_fault(State(emulator): State<Emulator>, body: axum::body::Bytes) ->
         input.after_effect,
         input.retry_after,
     );
-    (StatusCode::CREATED, Json(json!({ "faults": emulator.faults() }))).into_response()
+    (
+        StatusCode::CREATED,
+        Json(json!({ "faults": emulator.faults() })),
+    )
+        .into_response()
 }
 
 async fn list_faults(State(emulator): State<Emulator>) -> Response {
@@ -434,7 +445,7 @@ struct ConfigIn {
 async fn put_config(State(emulator): State<Emulator>, body: axum::body::Bytes) -> Response {
     let input: ConfigIn = match parse(&body) {
         Ok(input) => input,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     if let Some(url) = input.webhook_url {
         if !url.is_empty() && reqwest::Url::parse(&url).is_err() {

@@ -492,7 +492,8 @@ impl Emulator {
     }
 
     pub async fn send_text(&self, user_id: &str, text: &str) -> Result<Sent, Error> {
-        self.send(user_id, UserMessage::Text(text.to_string())).await
+        self.send(user_id, UserMessage::Text(text.to_string()))
+            .await
     }
 
     pub async fn send_image(&self, user_id: &str, bytes: Vec<u8>) -> Result<Sent, Error> {
@@ -550,7 +551,9 @@ impl Emulator {
                 sticker_id,
             } => {
                 if package_id.is_empty() || sticker_id.is_empty() {
-                    return Err(Error::Invalid("package_id and sticker_id are required".into()));
+                    return Err(Error::Invalid(
+                        "package_id and sticker_id are required".into(),
+                    ));
                 }
                 object.insert("type".into(), json!("sticker"));
                 object.insert("quoteToken".into(), json!(ids::quote_token()));
@@ -565,7 +568,9 @@ impl Emulator {
                 longitude,
             } => {
                 if !latitude.is_finite() || !longitude.is_finite() {
-                    return Err(Error::Invalid("latitude and longitude must be numbers".into()));
+                    return Err(Error::Invalid(
+                        "latitude and longitude must be numbers".into(),
+                    ));
                 }
                 object.insert("type".into(), json!("location"));
                 object.insert("title".into(), json!(title));

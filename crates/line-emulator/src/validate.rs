@@ -126,7 +126,14 @@ fn check_message(message: &Value, at: &str, require_https: bool, problems: &mut 
                 true,
                 problems,
             );
-            check_url(message, at, "previewImageUrl", require_https, true, problems);
+            check_url(
+                message,
+                at,
+                "previewImageUrl",
+                require_https,
+                true,
+                problems,
+            );
         }
         "audio" => {
             check_url(
@@ -138,7 +145,9 @@ fn check_message(message: &Value, at: &str, require_https: bool, problems: &mut 
                 problems,
             );
             match message.get("duration") {
-                None | Some(Value::Null) => problems.add("May not be empty", format!("{at}.duration")),
+                None | Some(Value::Null) => {
+                    problems.add("May not be empty", format!("{at}.duration"))
+                }
                 Some(d) if d.as_u64().is_some() => {}
                 Some(_) => problems.add("Must be an integer", format!("{at}.duration")),
             }
@@ -209,10 +218,20 @@ fn check_message(message: &Value, at: &str, require_https: bool, problems: &mut 
         if let Some(name) = sender.get("name").and_then(Value::as_str)
             && name.chars().count() > 20
         {
-            problems.add("Length must be between 0 and 20", format!("{at}.sender.name"));
+            problems.add(
+                "Length must be between 0 and 20",
+                format!("{at}.sender.name"),
+            );
         }
         if sender.get("iconUrl").is_some() {
-            check_url(sender, &format!("{at}.sender"), "iconUrl", true, false, problems);
+            check_url(
+                sender,
+                &format!("{at}.sender"),
+                "iconUrl",
+                true,
+                false,
+                problems,
+            );
         }
     }
 }
@@ -309,7 +328,9 @@ mod tests {
 
     #[test]
     fn count_and_types() {
-        let six: Vec<Value> = (0..6).map(|i| json!({"type":"text","text":format!("{i}")})).collect();
+        let six: Vec<Value> = (0..6)
+            .map(|i| json!({"type":"text","text":format!("{i}")}))
+            .collect();
         let p = check(json!({ "messages": six }));
         assert_eq!(p.details[0].message, "Size must be between 1 and 5");
         assert!(!check(json!({"messages":[]})).is_empty());
@@ -321,7 +342,9 @@ mod tests {
 
     #[test]
     fn image_urls() {
-        let p = check(json!({"messages":[{"type":"image","originalContentUrl":"http://x/a.png","previewImageUrl":"https://x/b.png"}]}));
+        let p = check(
+            json!({"messages":[{"type":"image","originalContentUrl":"http://x/a.png","previewImageUrl":"https://x/b.png"}]}),
+        );
         assert_eq!(p.details.len(), 1);
         assert_eq!(p.details[0].property, "messages[0].originalContentUrl");
         let mut loose = Problems::default();
@@ -331,10 +354,13 @@ mod tests {
             &mut loose,
         );
         assert!(loose.is_empty());
-        let p = check(json!({"messages":[{"type":"image","originalContentUrl":"https://x/a.png"}]}));
+        let p =
+            check(json!({"messages":[{"type":"image","originalContentUrl":"https://x/a.png"}]}));
         assert_eq!(p.details[0].property, "messages[0].previewImageUrl");
         let long = format!("https://x/{}", "a".repeat(2000));
-        let p = check(json!({"messages":[{"type":"image","originalContentUrl":long,"previewImageUrl":"https://x/b.png"}]}));
+        let p = check(
+            json!({"messages":[{"type":"image","originalContentUrl":long,"previewImageUrl":"https://x/b.png"}]}),
+        );
         assert_eq!(p.details[0].message, "Length must be between 0 and 2000");
     }
 }

@@ -50,7 +50,10 @@ impl Emulator {
 
     /// Stores the event (for redelivery) and delivers it. Returns its id and the status.
     pub(crate) async fn emit(&self, event: Value) -> (String, Option<u16>) {
-        let id = event["webhookEventId"].as_str().unwrap_or_default().to_string();
+        let id = event["webhookEventId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         {
             let mut state = self.state();
             state.events.insert(
