@@ -1,1 +1,44 @@
-//! desk-core
+//! desk-core: the rules of the LINE chat desk, as pure synchronous functions.
+//!
+//! No I/O, no async, no database: the webhook handler, the services and the store call into
+//! these functions, so every rule of the manual (restated in `spec.md`) has one obvious place.
+//!
+//! | rule | where |
+//! | --- | --- |
+//! | C3, C4 the handling lock (対応中 / 完了 / 未読) | [`status::change_status`], [`status::admin_release`] |
+//! | C4 only the handling agent sends | [`status::can_send`] |
+//! | C5 完了 → 未読 when the customer writes | [`status::status_after_customer_message`] |
+//! | M1 Reply is the default mode | [`delivery::Mode`] |
+//! | M3–M5, M7 which queued messages go out with which reply token | [`planner::plan_reply`] |
+//! | M2 push mode, one request per agent message | [`planner::plan_push`] |
+//! | LINE limits: 5 objects per call, 5,000 UTF-16 units per text | [`planner::MAX_OBJECTS_PER_CALL`], [`planner::MAX_TEXT_UNITS`], [`planner::text_units`] |
+//! | what an agent may type (non-blank, ≤ 5,000 units) | [`planner::check_agent_text`] |
+//! | M4, M6, M7 the delivery marks (Unsent, sent, failed) | [`delivery::Delivery`] |
+//! | L2 LINE passcodes: shape, expiry, guessing throttle | [`passcode`] |
+//! | L3 customer codes `#C15`, phone search | [`customer_code`] |
+//! | times are unix milliseconds from one clock | [`clock::Clock`] |
+//!
+//! Full-width input (what Japanese phones and IMEs type) is folded to ASCII in one place,
+//! [`normalize::fold_width`].
+
+pub mod clock;
+pub mod customer_code;
+pub mod delivery;
+pub mod normalize;
+pub mod passcode;
+pub mod planner;
+pub mod status;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use delivery::{Delivery, Mode};
+pub use status::{Actor, ConversationState, ConversationStatus};
+
+/// A string that names none of an enum's values (from the `FromStr` impls of this crate).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what}: {value:?}")]
+pub struct UnknownValue {
+    /// What was being parsed, e.g. `"conversation status"`.
+    pub what: &'static str,
+    /// The string that was given.
+    pub value: String,
+}
