@@ -14,6 +14,30 @@
 //! Faults can be injected per endpoint (`add_fault`, `POST /_emulator/faults`), including
 //! "after effect" faults where LINE did the work but the caller sees an error or a timeout,
 //! which is what never-resend-blindly rules must survive.
+//!
+//! # HTTP
+//! LINE's paths (bearer token required; every answer carries `x-line-request-id`):
+//! `POST /v2/bot/message/reply`, `POST /v2/bot/message/push`, `GET /v2/bot/profile/{id}`,
+//! `GET /v2/bot/message/{id}/content` (and `/content/preview`, `/content/transcoding`),
+//! `GET /v2/bot/info`.
+//!
+//! Control API (JSON; errors are `{"error": "..."}`):
+//! - `POST /_emulator/users` `{"display_name", "user_id"?, "picture_url"?, "status_message"?}`
+//!   → 201 `{"user_id", "webhook_event_id", "webhook_status"}`; `GET /_emulator/users`,
+//!   `GET /_emulator/users/{id}`.
+//! - `POST /_emulator/users/{id}/messages` with exactly one of `text`, `image_base64`,
+//!   `sticker {package_id, sticker_id}`, `location {title, address, latitude, longitude}`,
+//!   `file {name, base64}`, `video_base64`, `audio_base64` (+ `duration_ms`) →
+//!   `{"message_id", "reply_token", "webhook_event_id", "webhook_status"}`; 409 when blocked.
+//! - `POST /_emulator/users/{id}/block`, `/unblock`; `GET /_emulator/users/{id}/inbox` →
+//!   `{"messages": [...]}`; `GET /_emulator/users/{id}/conversation` → `{"items": [...]}`.
+//! - `POST /_emulator/faults` `{"endpoint": "reply"|"push"|"profile"|"content"|"bot_info",
+//!   "status", "count"?, "delay_ms"?, "after_effect"?, "retry_after"?}`; `GET`, `DELETE`.
+//! - `GET /_emulator/webhook-log`, `GET /_emulator/events/{id}`, `POST /_emulator/redeliver`
+//!   (`?batch=true` for one body), `POST /_emulator/redeliver/{id}`, `GET /_emulator/stats`,
+//!   `POST /_emulator/reset`, `GET`/`PUT /_emulator/config` `{"webhook_url"}`,
+//!   `GET /_emulator/content/{message_id}` (what a user sent, no token).
+//! - `GET /` and `GET /_emulator/phone`: the phone page.
 
 mod api;
 mod control;
@@ -98,7 +122,8 @@ impl Endpoint {
 }
 
 /// The next `count` calls to `endpoint` wait `delay_ms` and then answer `status` without
-/// doing anything. `status: 0` means "wait `delay_ms`, then answer normally" (a slow LINE).
+/// doing anything. `status: 0` means "wait `delay_ms`, then answer normally" (a slow LINE;
+/// the work happens after the wait, so a caller that gives up first leaves no effect).
 /// See [`Emulator::add_fault_after_effect`] for faults where the call does take effect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
@@ -106,6 +131,17 @@ pub struct Fault {
     pub status: u16,
     pub count: u32,
     pub delay_ms: u64,
+}
+
+/// Extra knobs for [`Emulator::add_fault_with`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultOptions {
+    /// The call takes effect (message delivered, reply token used, retry key accepted)
+    /// before the fault's answer: "LINE got it, but the caller saw an error or a timeout".
+    pub after_effect: bool,
+    /// Seconds for a `Retry-After` header on the fault's answer. LINE documents no such
+    /// header on its 429s, so by default there is none.
+    pub retry_after: Option<u64>,
 }
 
 /// A message a simulated user sends.
@@ -311,6 +347,9 @@ impl Stats {
 
 /// How many webhook deliveries the log keeps (oldest dropped first).
 const WEBHOOK_LOG_CAP: usize = 10_000;
+/// Above this many stored events, the older half of the delivered ones is forgotten
+/// (undelivered events are always kept for redelivery).
+const EVENT_CAP: usize = 200_000;
 /// LINE: "The retry key is valid for 24 hours after the first request."
 const RETRY_KEY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -788,6 +827,11 @@ impl Emulator {
     /// once and the normal answer comes after `delay_ms`.
     pub fn add_fault_after_effect(&self, fault: Fault) {
         self.add_fault_full(fault, true, None);
+    }
+
+    /// [`Emulator::add_fault`] with [`FaultOptions`].
+    pub fn add_fault_with(&self, fault: Fault, options: FaultOptions) {
+        self.add_fault_full(fault, options.after_effect, options.retry_after);
     }
 
     fn add_fault_full(&self, fault: Fault, after_effect: bool, retry_after: Option<u64>) {

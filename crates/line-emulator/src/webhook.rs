@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use crate::{Emulator, Error, StoredEvent, WEBHOOK_LOG_CAP, ids, now_ms, now_rfc3339};
+use crate::{EVENT_CAP, Emulator, Error, StoredEvent, WEBHOOK_LOG_CAP, ids, now_ms, now_rfc3339};
 
 /// How long the emulator waits for the desk to answer a webhook.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +55,23 @@ impl Emulator {
             .unwrap_or_default()
             .to_string();
         {
-            let mut state = self.state();
+            let mut guard = self.state();
+            let state = &mut *guard;
+            if state.events.len() >= EVENT_CAP {
+                let cutoff = state.event_order.len().saturating_sub(EVENT_CAP / 2);
+                let events = &mut state.events;
+                let mut index = 0;
+                state.event_order.retain(|id| {
+                    let old = index < cutoff;
+                    index += 1;
+                    if old && events.get(id).is_some_and(|e| e.delivered) {
+                        events.remove(id);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
             state.events.insert(
                 id.clone(),
                 StoredEvent {
