@@ -1059,3 +1059,51 @@ async fn reset_forgets_everything_but_the_config() {
     assert!(s.emulator.webhook_log().is_empty());
     assert!(s.emulator.webhook_url().is_some());
 }
+
+#[tokio::test]
+async fn batch_redelivery_sends_one_body_and_profiles_omit_unset_fields() {
+    let s = setup().await;
+    let user = s.emulator.follow("Jusan", None).await.unwrap();
+    s.desk.answer.store(503, Ordering::SeqCst);
+    let a = s.emulator.send_text(&user, "one").await.unwrap();
+    let b = s.emulator.send_text(&user, "two").await.unwrap();
+    s.desk.answer.store(200, Ordering::SeqCst);
+    let bodies_before = s.desk.bodies().len();
+    let r: Value = s
+        .control("/_emulator/redeliver?batch=true", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["results"].as_array().unwrap().len(), 2);
+    let bodies = s.desk.bodies();
+    assert_eq!(bodies.len(), bodies_before + 1);
+    let events = bodies.last().unwrap()["events"].as_array().unwrap().clone();
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["webhookEventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [a.webhook_event_id.as_str(), b.webhook_event_id.as_str()]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["deliveryContext"]["isRedelivery"] == true)
+    );
+
+    let profile: Value = s
+        .http
+        .get(format!("{}/v2/bot/profile/{user}", s.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(profile["language"], "ja");
+    assert!(profile.get("pictureUrl").is_none());
+    assert!(profile.get("statusMessage").is_none());
+}
