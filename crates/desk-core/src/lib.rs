@@ -9,7 +9,7 @@
 //! | C4 only the handling agent sends | [`status::can_send`] |
 //! | C5 完了 → 未読 when the customer writes | [`status::status_after_customer_message`] |
 //! | M1 Reply is the default mode | [`delivery::Mode`] |
-//! | M3–M5, M7 which queued messages go out with which reply token | [`planner::plan_reply`] |
+//! | M3–M5, M7 which queued messages go out with which reply token | [`planner::plan_reply`], [`planner::pick_token`] |
 //! | M2 push mode, one request per agent message | [`planner::plan_push`] |
 //! | LINE limits: 5 objects per call, 5,000 UTF-16 units per text | [`planner::MAX_OBJECTS_PER_CALL`], [`planner::MAX_TEXT_UNITS`], [`planner::text_units`] |
 //! | what an agent may type (non-blank, ≤ 5,000 units) | [`planner::check_agent_text`] |

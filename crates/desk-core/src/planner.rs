@@ -412,8 +412,9 @@ pub fn plan_push(queue: &[Outgoing]) -> Result<Vec<PushPlan>, PlanError> {
         .iter()
         .map(|message| {
             let pieces = pieces_of(message)?;
-            // Pieces of one message never join each other, and ≤ 5 are checked, so this fits.
-            let objects = place(&[], &pieces).unwrap_or_default();
+            let objects = place(&[], &pieces).expect(
+                "pieces_of allows at most MAX_OBJECTS_PER_CALL pieces, which fit an empty call",
+            );
             Ok(PushPlan {
                 message_id: message.id,
                 objects,

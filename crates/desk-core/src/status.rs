@@ -252,6 +252,7 @@ pub fn admin_release(
     if state.status != ConversationStatus::InProgress {
         return Err(StatusError::NotHeld);
     }
+    // Exactly what 未読 produces (the time is not used by 未読).
     change_status(state, actor, ConversationStatus::Unread, 0)
 }
 
