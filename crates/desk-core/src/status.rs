@@ -30,10 +30,13 @@
 //!   take over with 対応中 in one step: they release first, so the holder sees that they lost it.
 //! * **A customer message** turns `Done` into `Unread` (C5, [`state_after_customer_message`]);
 //!   `Unread` and `InProgress` stay as they are (a held conversation stays with its agent).
+//!   Like 完了, it changes only the status: a reopened conversation still names its last
+//!   handler, which helps whoever picks it up (and is what the store's ingest SQL does).
 //!
-//! Invariant kept by every function here: `status == InProgress` ⇒ `agent_id.is_some()` and
-//! `started_at.is_some()`; `status == Unread` ⇒ both are `None`. (The store may enforce the
-//! first with `CHECK (status <> 'in_progress' OR agent_id IS NOT NULL)`.)
+//! So outside `InProgress`, `agent_id` is only "the last handler" (or `None`): display, never a
+//! lock. Invariants kept by every function here: `status == InProgress` ⇒ `agent_id` and
+//! `started_at` are both `Some`; otherwise they are both `Some` or both `None`. (The store may
+//! enforce the first with `CHECK (status <> 'in_progress' OR agent_id IS NOT NULL)`.)
 //!
 //! # The same rule in SQL
 //!
@@ -121,7 +124,7 @@ impl FromStr for ConversationStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ConversationState {
     pub status: ConversationStatus,
-    /// The handling agent while `InProgress`; the last handler while `Done`; `None` while `Unread`.
+    /// The handling agent while `InProgress`; otherwise the last handler, if any (display only).
     pub agent_id: Option<i64>,
     /// 対応開始日時, unix milliseconds; kept and cleared together with `agent_id`.
     pub started_at: Option<i64>,
@@ -273,13 +276,12 @@ pub fn status_after_customer_message(status: ConversationStatus) -> Conversation
     }
 }
 
-/// C5 on the whole state: a reopened conversation is unread like a new one (no agent, no start
-/// time), the same state 未読 produces. SQL: `UPDATE conversations SET status = 'unread',
-/// agent_id = NULL, started_at = NULL WHERE id = $id AND status = 'done'`.
+/// C5 on the whole state: only the status changes; a reopened conversation keeps its last
+/// handler for display. SQL: `status = CASE WHEN status = 'done' THEN 'unread' ELSE status END`.
 pub fn state_after_customer_message(state: &ConversationState) -> ConversationState {
-    match status_after_customer_message(state.status) {
-        s if s == state.status => *state,
-        _ => ConversationState::UNREAD,
+    ConversationState {
+        status: status_after_customer_message(state.status),
+        ..*state
     }
 }
 
@@ -459,10 +461,18 @@ mod tests {
         assert_eq!(status_after_customer_message(Done), Unread);
         assert_eq!(status_after_customer_message(Unread), Unread);
         assert_eq!(status_after_customer_message(InProgress), InProgress);
+        let reopened = state_after_customer_message(&done_by(ALICE, T0));
+        assert_eq!(reopened.status, Unread);
         assert_eq!(
-            state_after_customer_message(&done_by(ALICE, T0)),
-            ConversationState::UNREAD
+            reopened.agent_id,
+            Some(ALICE),
+            "the last handler stays for display"
         );
+        assert_eq!(reopened.holder(), None);
+        assert_eq!(can_send(&reopened, ALICE), Err(SendError::NotInProgress));
+        // Anyone may take it; the new handler starts a new handling.
+        let taken = change_status(&reopened, Actor::agent(BOB), InProgress, T0 + 7).unwrap();
+        assert_eq!(taken, held_by(BOB, T0 + 7));
         assert_eq!(
             state_after_customer_message(&held_by(ALICE, T0)),
             held_by(ALICE, T0)
@@ -545,9 +555,9 @@ mod proptests {
                         prop_assert!(state.agent_id.is_some() && state.started_at.is_some());
                         prop_assert!(can_send(&state, state.agent_id.unwrap()).is_ok());
                     }
-                    ConversationStatus::Unread => prop_assert_eq!(state, ConversationState::UNREAD),
-                    ConversationStatus::Done => {
+                    ConversationStatus::Unread | ConversationStatus::Done => {
                         prop_assert_eq!(state.agent_id.is_some(), state.started_at.is_some());
+                        prop_assert_eq!(state.holder(), None);
                     }
                 }
             }
