@@ -128,13 +128,21 @@ async fn ingest_one(
                 schedule_job(tx, JOB_PROFILE, conv_id, now).await?;
             }
             let media_state = if m.fetch_content { "pending" } else { "none" };
-            let msg_id: i64 = on_tx!(tx, c => sqlx::query_scalar(
+            let msg_id: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
                 "INSERT INTO messages (conversation_id, direction, type, text, payload, line_message_id,
                                        media_state, delivery, reply_token, created_at)
-                 VALUES ($1, 'in', $2, $3, $4, $5, $6, 'received', $7, $8) RETURNING id")
+                 VALUES ($1, 'in', $2, $3, $4, $5, $6, 'received', $7, $8)
+                 ON CONFLICT (line_message_id) DO NOTHING RETURNING id")
                 .bind(conv_id).bind(&m.kind).bind(&m.text).bind(&m.payload).bind(&m.line_message_id)
                 .bind(media_state).bind(&m.reply_token).bind(ev.timestamp)
-                .fetch_one(c).await)?;
+                .fetch_optional(c).await)?;
+            let Some(msg_id) = msg_id else {
+                // Another event carried the same LINE message (never seen from LINE itself,
+                // but SDK fixtures do it): keep the event raw, count the message once.
+                exec_tx!(tx, c => sqlx::query(
+                    "UPDATE conversations SET unread_count = unread_count - 1 WHERE id = $1").bind(conv_id))?;
+                return Ok(true);
+            };
             if m.fetch_content {
                 schedule_job(tx, JOB_CONTENT, msg_id, now).await?;
             }
