@@ -5,10 +5,13 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod fetcher;
+pub mod events;
 pub mod health;
+pub mod images;
 pub mod line_settings;
 pub mod media_files;
 pub mod metrics;
+pub mod sender;
 pub mod time;
 pub mod webhook;
 
@@ -70,11 +73,18 @@ pub struct AppState {
     pub media: media_files::MediaFiles,
     pub ingest: webhook::IngestQueue,
     pub fetch_wakeup: Arc<tokio::sync::Notify>,
+    /// Wakes the outbox worker when there is something new to send.
+    pub outbox_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// How long after a customer message its reply token is still used (M3).
+    pub fn reply_window_ms(&self) -> i64 {
+        self.config.reply_window_secs as i64 * 1000
     }
 }
 
@@ -108,6 +118,7 @@ impl App {
             media,
             ingest,
             fetch_wakeup,
+            outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
         };
         Ok(App { state })
     }
@@ -126,6 +137,8 @@ impl App {
     /// Background work: fetching profiles and content from LINE, flushing counters.
     pub fn spawn_workers(&self) {
         tokio::spawn(fetcher::run(self.state.clone()));
+        tokio::spawn(sender::run(self.state.clone()));
+        tokio::spawn(sender::wake_on_customer_messages(self.state.clone()));
         tokio::spawn(metrics::flush_signature_failures(self.state.clone()));
     }
 

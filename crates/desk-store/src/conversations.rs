@@ -1,6 +1,6 @@
 //! The chat list (spec V1) and one chat's header (V2).
 
-use crate::{Result, Store, on_db};
+use crate::{Change, Result, Store, on_db};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ConversationRow {
@@ -113,4 +113,94 @@ pub(crate) fn escape_like(s: &str) -> String {
         out.push(ch);
     }
     out
+}
+
+/// What came of pressing a status button.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusOutcome {
+    Changed,
+    /// Someone else handles the in-progress chat (C4): nothing changed.
+    HeldBy { agent_id: i64 },
+    NotFound,
+}
+
+impl Store {
+    /// Presses a status button (C3–C5). The rule of desk_core::status::lock_allows is the
+    /// WHERE clause of one conditional UPDATE, so of two agents pressing 対応中 at the same
+    /// instant exactly one changes a row — on SQLite and on PostgreSQL alike. An admin's
+    /// 完了/未読 on someone else's chat is a release and is logged as such.
+    pub async fn change_status(
+        &self,
+        conversation_id: i64,
+        actor_id: i64,
+        actor_is_admin: bool,
+        to: desk_core::ConversationStatus,
+        now_ms: i64,
+    ) -> Result<StatusOutcome> {
+        use desk_core::ConversationStatus as S;
+        let mut tx = self.begin().await?;
+        let before: Option<(String, Option<i64>)> = crate::on_tx!(&mut tx, c => sqlx::query_as(
+            "SELECT status, agent_id FROM conversations WHERE id = $1")
+            .bind(conversation_id).fetch_optional(c).await)?;
+        let Some((from, holder)) = before else {
+            return Ok(StatusOutcome::NotFound);
+        };
+        // Admins may release a held chat, but never take it over in one step.
+        let admin_override = actor_is_admin && to != S::InProgress;
+        let sql = match to {
+            S::InProgress => {
+                "UPDATE conversations SET status = 'in_progress', agent_id = $2,
+                    started_at = CASE WHEN status = 'in_progress' AND agent_id = $2 THEN started_at ELSE $3 END,
+                    unread_count = 0, updated_at = $3
+                 WHERE id = $1 AND (status <> 'in_progress' OR agent_id = $2 OR $4)"
+            }
+            // 完了 keeps the last handler for display; only the status holds the lock.
+            S::Done => {
+                "UPDATE conversations SET status = 'done', updated_at = $3
+                 WHERE id = $1 AND (status <> 'in_progress' OR agent_id = $2 OR $4)"
+            }
+            S::Unread => {
+                "UPDATE conversations SET status = 'unread', agent_id = NULL, started_at = NULL, updated_at = $3
+                 WHERE id = $1 AND (status <> 'in_progress' OR agent_id = $2 OR $4)"
+            }
+        };
+        let changed = crate::exec_tx!(&mut tx, c => sqlx::query(sql)
+            .bind(conversation_id).bind(actor_id).bind(now_ms).bind(admin_override))?;
+        if changed == 0 {
+            let holder: Option<Option<i64>> = crate::on_tx!(&mut tx, c => sqlx::query_scalar(
+                "SELECT agent_id FROM conversations WHERE id = $1")
+                .bind(conversation_id).fetch_optional(c).await)?;
+            return Ok(StatusOutcome::HeldBy {
+                agent_id: holder.flatten().unwrap_or_default(),
+            });
+        }
+        let released = from == "in_progress" && holder.is_some_and(|h| h != actor_id) && to != S::InProgress;
+        let action = if released { "release" } else { "status" };
+        crate::exec_tx!(&mut tx, c => sqlx::query(
+            "INSERT INTO conversation_log (conversation_id, actor_id, action, from_status, to_status, at)
+             VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(conversation_id).bind(actor_id).bind(action).bind(&from).bind(to.as_str()).bind(now_ms))?;
+        tx.commit().await?;
+        self.notifier.publish([Change::Conversation { id: conversation_id }]);
+        Ok(StatusOutcome::Changed)
+    }
+
+    /// An agent opened the chat: its customer messages count as read.
+    pub async fn mark_read(&self, conversation_id: i64) -> Result<()> {
+        let n = crate::exec_db!(&self.db, p => sqlx::query(
+            "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0")
+            .bind(conversation_id))?;
+        if n > 0 {
+            self.notifier.publish([Change::Conversation { id: conversation_id }]);
+        }
+        Ok(())
+    }
+
+    /// The status log of a chat: (actor login, action, from, to, at), oldest first.
+    pub async fn conversation_log(&self, conversation_id: i64) -> Result<Vec<(Option<String>, String, Option<String>, Option<String>, i64)>> {
+        Ok(on_db!(&self.db, p => sqlx::query_as(
+            "SELECT u.login, l.action, l.from_status, l.to_status, l.at FROM conversation_log l
+             LEFT JOIN users u ON u.id = l.actor_id WHERE l.conversation_id = $1 ORDER BY l.at, l.id")
+            .bind(conversation_id).fetch_all(p).await)?)
+    }
 }

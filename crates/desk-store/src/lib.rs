@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod media;
 pub mod messages;
 pub mod notify;
+pub mod outbox;
 pub mod settings;
 pub mod users;
 

@@ -18,12 +18,15 @@ pub struct MessageRow {
     pub agent_login: Option<String>,
     pub agent_name: Option<String>,
     pub delivery: String,
+    pub delivery_error: Option<String>,
+    pub sent_via: Option<String>,
     pub created_at: i64,
 }
 
 const SELECT: &str = "SELECT m.id, m.conversation_id, m.direction, m.type AS kind, m.text, m.payload,
         m.line_message_id, md.key AS media_key, md.content_type AS media_content_type, m.media_state,
-        m.agent_id, u.login AS agent_login, u.name AS agent_name, m.delivery, m.created_at
+        m.agent_id, u.login AS agent_login, u.name AS agent_name, m.delivery, m.delivery_error,
+        m.sent_via, m.created_at
     FROM messages m
     LEFT JOIN media md ON md.id = m.media_id
     LEFT JOIN users u ON u.id = m.agent_id";

@@ -1,10 +1,11 @@
 //! The read side of conversations: the list (V1), one chat (V2) and its history (C8).
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use desk_core::customer_code::{normalize_phone_digits, parse_code_query};
-use desk_store::conversations::ConversationFilter;
+use desk_core::ConversationStatus;
+use desk_store::conversations::{ConversationFilter, StatusOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,6 +20,41 @@ pub fn router() -> Router<AppState> {
         .route("/conversations", get(list))
         .route("/conversations/{id}", get(one))
         .route("/conversations/{id}/messages", get(messages))
+        .route("/conversations/{id}/status", post(set_status))
+        .route("/conversations/{id}/read", post(mark_read))
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    status: String,
+}
+
+/// 対応中 / 完了 / 未読 (C3–C5). 409 when another agent holds the chat.
+async fn set_status(
+    State(st): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+    Json(body): Json<StatusBody>,
+) -> ApiResult<Json<ConversationView>> {
+    let to: ConversationStatus = body.status.parse().map_err(|_| {
+        ApiError::bad_request(format!("status must be unread, in_progress or done, not {:?}", body.status))
+    })?;
+    match st.store.change_status(id, user.id, user.is_admin(), to, st.now_ms()).await? {
+        StatusOutcome::Changed => {}
+        StatusOutcome::HeldBy { agent_id } => return Err(super::sending::held_by(&st, agent_id).await),
+        StatusOutcome::NotFound => return Err(ApiError::not_found("conversation")),
+    }
+    one(State(st), AuthUser(user), Path(id)).await
+}
+
+/// The agent opened the chat: its unread count goes to zero.
+async fn mark_read(
+    State(st): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<ConversationView>> {
+    st.store.mark_read(id).await?;
+    one(State(st), user, Path(id)).await
 }
 
 #[derive(Deserialize, Default)]

@@ -2,6 +2,7 @@
 
 pub mod conversations;
 pub mod media;
+pub mod sending;
 pub mod views;
 
 use axum::Router;
@@ -15,6 +16,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(conversations::router())
         .merge(media::router())
+        .merge(sending::router())
+        .merge(crate::events::router())
         .route("/openapi.json", get(openapi))
 }
 

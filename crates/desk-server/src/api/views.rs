@@ -89,7 +89,15 @@ pub struct MessageView {
     pub details: Option<Value>,
     pub agent: Option<AgentView>,
     pub created_at: String,
+    /// `received` | `sent` | `unsent` (waiting: 未送信) | `failed` (contract.md).
     pub delivery: String,
+    /// The exact state: as `delivery`, but `uncertain` where LINE may or may not have
+    /// delivered a reply (shown as failed, with a resend button).
+    pub delivery_state: String,
+    /// LINE's answer when delivery failed.
+    pub delivery_error: Option<String>,
+    /// `reply` | `push`, once sent.
+    pub sent_via: Option<String>,
 }
 
 impl MessageView {
@@ -110,7 +118,10 @@ impl MessageView {
             details: m.payload.and_then(|p| serde_json::from_str(&p).ok()),
             agent,
             created_at: rfc3339(m.created_at, tz),
-            delivery: m.delivery,
+            delivery: if m.delivery == "uncertain" { "failed".into() } else { m.delivery.clone() },
+            delivery_state: m.delivery,
+            delivery_error: m.delivery_error,
+            sent_via: m.sent_via,
         }
     }
 }

@@ -180,3 +180,76 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
 }
+
+/// An API client acting as one user.
+pub struct As<'a> {
+    pub desk: &'a TestDesk,
+    pub token: String,
+    pub user_id: i64,
+}
+
+impl TestDesk {
+    /// A new user of `role` and an API client acting as them.
+    pub async fn user(&self, login: &str, name: &str, role: Role) -> As<'_> {
+        let id = self.state.store.create_user(login, name, role, "unused-hash", 0).await.unwrap();
+        let token = self.state.store.create_api_token(id, 0).await.unwrap();
+        As { desk: self, token, user_id: id }
+    }
+
+    /// Sets the LINE mode (`reply` | `push`) as an admin would on LINE設定.
+    pub async fn set_mode(&self, mode: &str) {
+        let now = self.state.now_ms();
+        self.state.store.set_setting("line.mode", mode, now).await.unwrap();
+        self.state.line.reload(&self.state.store).await.unwrap();
+        self.state.store.wake_outbox(now).await.unwrap();
+        self.state.outbox_wakeup.notify_one();
+    }
+
+    /// A LINE user who follows and writes once; returns (user id, conversation id).
+    pub async fn customer(&self, name: &str, first_words: &str) -> (String, i64) {
+        let user = self.emulator.follow(name, None).await.unwrap();
+        self.emulator.send_text(&user, first_words).await.unwrap();
+        let id = self.conversation_of(&user).await.unwrap()["id"].as_i64().unwrap();
+        (user, id)
+    }
+}
+
+impl As<'_> {
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .desk
+            .http
+            .post(format!("{}{path}", self.desk.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn set_status(&self, conversation: i64, status: &str) -> (u16, Value) {
+        self.post(&format!("/api/v1/conversations/{conversation}/status"), serde_json::json!({"status": status})).await
+    }
+
+    pub async fn send_text(&self, conversation: i64, text: &str) -> (u16, Value) {
+        self.post(&format!("/api/v1/conversations/{conversation}/messages"), serde_json::json!({"text": text})).await
+    }
+
+    pub async fn send_image(&self, conversation: i64, bytes: Vec<u8>, file_name: &str) -> (u16, Value) {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned());
+        let form = reqwest::multipart::Form::new().part("image", part);
+        let resp = self
+            .desk
+            .http
+            .post(format!("{}/api/v1/conversations/{conversation}/messages", self.desk.url))
+            .bearer_auth(&self.token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}

@@ -1,0 +1,363 @@
+//! The outbox worker: delivers what agents wrote, by push or with reply tokens (M1–M7),
+//! following the plans of `desk_core::planner`.
+//!
+//! The rules that make it lose nothing and send nothing twice:
+//! - Before any request, the messages are marked `sending` (and a reply token used) in a
+//!   committed transaction. After a crash, a push found `sending` is simply sent again with
+//!   the same `X-Line-Retry-Key` (LINE answers 409 if it already took it); a reply found
+//!   `sending` is *uncertain* — the reply API has no retry key — and is shown so, for the
+//!   agent to resend if needed.
+//! - Push: retried with backoff on 5xx, timeouts and 429; 409 counts as sent; any other 4xx
+//!   fails the message with LINE's message.
+//! - Reply: "Invalid reply token" puts the messages back for the next token; an ambiguous
+//!   failure (5xx, a timeout after the request went out) marks them uncertain, never resent
+//!   blindly.
+//! - One worker sends for a conversation at a time (a lease), in the order written: a
+//!   message waiting for a retry holds back the ones after it.
+
+use std::time::Duration;
+
+use desk_core::Mode;
+use desk_core::planner::{self, OutContent, Outgoing, PlanError, ReplyToken};
+use desk_store::outbox::OutboxItem;
+use line_api::client::LineError;
+use line_api::message::OutMessage;
+
+use crate::AppState;
+
+/// A conversation's sending lease; far longer than one request may take.
+const LEASE_MS: i64 = 120_000;
+/// Reply-mode messages with no usable token wait for the next customer message.
+const UNTIL_NEXT_TOKEN: i64 = i64::MAX / 4;
+const MAX_BACKOFF_MS: i64 = 5 * 60_000;
+
+pub async fn run(st: AppState) {
+    loop {
+        let worked = match run_once(&st).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(%e, "outbox worker");
+                0
+            }
+        };
+        if worked == 0 {
+            let _ = tokio::time::timeout(Duration::from_millis(250), st.outbox_wakeup.notified()).await;
+        }
+    }
+}
+
+/// Works every conversation that has something to send now; returns how many.
+pub async fn run_once(st: &AppState) -> anyhow::Result<usize> {
+    let now = st.now_ms();
+    let window = st.reply_window_ms();
+    let conversations = st.store.conversations_to_send(now, now - window, 64).await?;
+    let n = conversations.len();
+    let mut set = tokio::task::JoinSet::new();
+    for id in conversations {
+        let st = st.clone();
+        set.spawn(send_now(st, id));
+    }
+    while set.join_next().await.is_some() {}
+    Ok(n)
+}
+
+/// One attempt for one conversation now (the API calls this right after queueing).
+/// False when another worker was already sending for it.
+pub async fn send_now(st: AppState, conversation_id: i64) -> bool {
+    match send_conversation(&st, conversation_id).await {
+        Ok(worked) => worked,
+        Err(e) => {
+            tracing::error!(conversation = conversation_id, %e, "sending failed; will retry");
+            true
+        }
+    }
+}
+
+/// Returns false when another worker holds the conversation.
+async fn send_conversation(st: &AppState, conversation_id: i64) -> anyhow::Result<bool> {
+    if !st
+        .store
+        .lease_conversation(conversation_id, st.now_ms(), LEASE_MS)
+        .await?
+    {
+        return Ok(false);
+    }
+    let result = deliver(st, conversation_id).await;
+    st.store.release_conversation(conversation_id).await?;
+    result.map(|_| true)
+}
+
+fn to_outgoing(st: &AppState, item: &OutboxItem) -> Outgoing {
+    let content = match item.kind.as_str() {
+        "image" => {
+            let p: serde_json::Value = item
+                .payload
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or_default();
+            let url = |k: &str| format!("{}/media/{}", st.config.public_url, p[k].as_str().unwrap_or_default());
+            OutContent::Image {
+                original_url: url("original_key"),
+                preview_url: url("preview_key"),
+            }
+        }
+        _ => OutContent::Text(item.text.clone().unwrap_or_default()),
+    };
+    Outgoing {
+        id: item.message_id,
+        content,
+    }
+}
+
+fn to_line(objects: &[planner::PlannedObject]) -> Vec<OutMessage> {
+    objects
+        .iter()
+        .map(|o| match &o.content {
+            OutContent::Text(text) => OutMessage::Text { text: text.clone() },
+            OutContent::Image {
+                original_url,
+                preview_url,
+            } => OutMessage::Image {
+                original_content_url: original_url.clone(),
+                preview_image_url: preview_url.clone(),
+            },
+        })
+        .collect()
+}
+
+fn backoff(attempts: i64, err: &LineError) -> i64 {
+    if let LineError::RateLimited {
+        retry_after: Some(d),
+    } = err
+    {
+        return d.as_millis() as i64;
+    }
+    (1000i64 << attempts.clamp(0, 16)).min(MAX_BACKOFF_MS)
+}
+
+async fn deliver(st: &AppState, conversation_id: i64) -> anyhow::Result<()> {
+    let store = &st.store;
+    let mut items = store.outbox_items(conversation_id).await?;
+    // A reply that was under way when the desk stopped may or may not have arrived.
+    let interrupted: Vec<i64> = items
+        .iter()
+        .filter(|i| i.state == "sending" && i.attempt_via.as_deref() == Some("reply"))
+        .map(|i| i.message_id)
+        .collect();
+    if !interrupted.is_empty() {
+        store
+            .mark_failed(conversation_id, &interrupted, "uncertain", UNCERTAIN_RESTART, st.now_ms())
+            .await?;
+        items.retain(|i| !interrupted.contains(&i.message_id));
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let line = st.line.current();
+    let Some(client) = line.client.clone() else {
+        let ids: Vec<i64> = items.iter().map(|i| i.outbox_id).collect();
+        store
+            .requeue(&ids, st.now_ms() + 30_000, Some("no Channel Access Token is set (LINE設定)"))
+            .await?;
+        return Ok(());
+    };
+    let Some(user) = store.conversation_line_user(conversation_id).await? else {
+        return Ok(());
+    };
+    match line.mode {
+        Mode::Push => deliver_push(st, &client, conversation_id, &user, items).await,
+        Mode::Reply => {
+            // A push under way when the mode changed finishes as a push, with its retry key,
+            // so it can never arrive twice.
+            let (pushing, rest): (Vec<_>, Vec<_>) = items
+                .into_iter()
+                .partition(|i| i.state == "sending" && i.attempt_via.as_deref() == Some("push"));
+            if !pushing.is_empty() {
+                deliver_push(st, &client, conversation_id, &user, pushing).await?;
+            }
+            deliver_reply(st, &client, conversation_id, rest).await
+        }
+    }
+}
+
+async fn deliver_push(
+    st: &AppState,
+    client: &line_api::Client,
+    conversation_id: i64,
+    user: &str,
+    items: Vec<OutboxItem>,
+) -> anyhow::Result<()> {
+    let store = &st.store;
+    for item in items {
+        let now = st.now_ms();
+        if item.next_attempt_at > now && item.state == "queued" && item.next_attempt_at < UNTIL_NEXT_TOKEN {
+            break; // waiting for its retry: the later ones wait too, to keep the order
+        }
+        let plan = match planner::plan_push(std::slice::from_ref(&to_outgoing(st, &item))) {
+            Ok(mut p) => p.remove(0),
+            Err(e) => {
+                fail_unplannable(st, conversation_id, &e).await?;
+                continue;
+            }
+        };
+        let key = uuid::Uuid::parse_str(&item.retry_key).unwrap_or_else(|_| uuid::Uuid::new_v4());
+        store.mark_sending(&[item.outbox_id], "push", None).await?;
+        match client.push(user, &to_line(&plan.objects), key).await {
+            Ok(_) | Err(LineError::AlreadyAccepted { .. }) => {
+                store
+                    .mark_sent(conversation_id, &[item.message_id], "push", st.now_ms())
+                    .await?;
+            }
+            Err(LineError::Unauthorized) => {
+                // The token is wrong: nothing this message can fix. It waits, visibly, until
+                // an admin corrects LINE設定.
+                store
+                    .requeue(&[item.outbox_id], st.now_ms() + 60_000, Some(UNAUTHORIZED))
+                    .await?;
+                break;
+            }
+            Err(e) if e.is_retryable() => {
+                let at = st.now_ms() + backoff(item.attempts, &e);
+                store.requeue(&[item.outbox_id], at, Some(&e.to_string())).await?;
+                break;
+            }
+            Err(e) => {
+                store
+                    .mark_failed(conversation_id, &[item.message_id], "failed", &e.to_string(), st.now_ms())
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn deliver_reply(
+    st: &AppState,
+    client: &line_api::Client,
+    conversation_id: i64,
+    mut items: Vec<OutboxItem>,
+) -> anyhow::Result<()> {
+    let store = &st.store;
+    let window = st.reply_window_ms();
+    loop {
+        let now = st.now_ms();
+        // A push that was under way before a switch to reply mode still goes by push.
+        let queue: Vec<Outgoing> = items.iter().map(|i| to_outgoing(st, i)).collect();
+        if queue.is_empty() {
+            return Ok(());
+        }
+        let tokens: Vec<(i64, ReplyToken)> = store
+            .unused_reply_tokens(conversation_id, now - window)
+            .await?
+            .into_iter()
+            .map(|t| {
+                (
+                    t.message_id,
+                    ReplyToken {
+                        token: t.reply_token,
+                        received_at_ms: t.created_at,
+                        used: false,
+                    },
+                )
+            })
+            .collect();
+        let candidates: Vec<ReplyToken> = tokens.iter().map(|(_, t)| t.clone()).collect();
+        let token = planner::pick_token(&candidates, now, window);
+        let plan = match planner::plan_reply(&queue, token, now, window) {
+            Ok(p) => p,
+            Err(e) => {
+                fail_unplannable(st, conversation_id, &e).await?;
+                let bad = plan_error_message(&e);
+                items.retain(|i| i.message_id != bad);
+                continue;
+            }
+        };
+        let Some(plan) = plan else {
+            // No usable token: everything waits (未送信) for the customer's next message.
+            let ids: Vec<i64> = items.iter().map(|i| i.outbox_id).collect();
+            store.requeue(&ids, UNTIL_NEXT_TOKEN, None).await?;
+            return Ok(());
+        };
+        let token_message = tokens
+            .iter()
+            .find(|(_, t)| t.token == plan.token)
+            .map(|(id, _)| *id)
+            .expect("the plan's token is one of ours");
+        let outbox_ids: Vec<i64> = items
+            .iter()
+            .filter(|i| plan.message_ids.contains(&i.message_id))
+            .map(|i| i.outbox_id)
+            .collect();
+        store.mark_sending(&outbox_ids, "reply", Some(token_message)).await?;
+        let result = client.reply(&plan.token, &to_line(&plan.objects)).await;
+        items.retain(|i| !plan.message_ids.contains(&i.message_id));
+        match result {
+            Ok(_) => {
+                store
+                    .mark_sent(conversation_id, &plan.message_ids, "reply", st.now_ms())
+                    .await?;
+            }
+            Err(LineError::InvalidReplyToken) => {
+                // LINE says the token is spent or expired: the messages wait for the next.
+                store.requeue(&outbox_ids, UNTIL_NEXT_TOKEN, Some("Invalid reply token")).await?;
+                return Ok(());
+            }
+            Err(e) if e.may_have_been_delivered() => {
+                store
+                    .mark_failed(conversation_id, &plan.message_ids, "uncertain", &uncertain(&e), st.now_ms())
+                    .await?;
+            }
+            Err(e @ (LineError::RateLimited { .. } | LineError::Network(_) | LineError::Timeout { maybe_sent: false })) => {
+                // LINE never took this request: the token is still good.
+                store.restore_reply_token(token_message).await?;
+                store.requeue(&outbox_ids, st.now_ms() + backoff(0, &e), Some(&e.to_string())).await?;
+                return Ok(());
+            }
+            Err(LineError::Unauthorized) => {
+                store.requeue(&outbox_ids, UNTIL_NEXT_TOKEN, Some(UNAUTHORIZED)).await?;
+                return Ok(());
+            }
+            Err(e) => {
+                store
+                    .mark_failed(conversation_id, &plan.message_ids, "failed", &e.to_string(), st.now_ms())
+                    .await?;
+            }
+        }
+    }
+}
+
+const UNAUTHORIZED: &str = "LINE refused the Channel Access Token; check LINE設定";
+const UNCERTAIN_RESTART: &str =
+    "the desk stopped while this reply was being sent; it may or may not have reached the customer";
+
+fn uncertain(e: &LineError) -> String {
+    format!("LINE did not confirm the reply ({e}); it may or may not have reached the customer")
+}
+
+fn plan_error_message(e: &PlanError) -> i64 {
+    match e {
+        PlanError::EmptyText { message_id } | PlanError::TooLong { message_id, .. } => *message_id,
+    }
+}
+
+async fn fail_unplannable(st: &AppState, conversation_id: i64, e: &PlanError) -> anyhow::Result<()> {
+    st.store
+        .mark_failed(conversation_id, &[plan_error_message(e)], "failed", &e.to_string(), st.now_ms())
+        .await?;
+    Ok(())
+}
+
+/// A customer message may bring the reply token that queued messages wait for (M5), and an
+/// agent's new message wants to go out at once (M2, M3): wake the worker on every message.
+pub async fn wake_on_customer_messages(st: AppState) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = st.store.notifier.subscribe();
+    loop {
+        match rx.recv().await {
+            Ok(n) if matches!(n.change, desk_store::Change::Message { .. }) => st.outbox_wakeup.notify_one(),
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => st.outbox_wakeup.notify_one(),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
