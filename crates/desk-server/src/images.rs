@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_huge_noisy_photo_is_squeezed_under_the_limits() {
-        let img = image::RgbImage::from_fn(4000, 3000, |x, y| {
+        let img = image::RgbImage::from_fn(2400, 1800, |x, y| {
             let v = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503)) as u8;
             image::Rgb([v, v.rotate_left(3), v.rotate_left(5)])
         });
@@ -152,6 +152,7 @@ mod tests {
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 100)
             .encode_image(&img)
             .unwrap();
+        assert!(jpeg.len() > MAX_ORIGINAL_BYTES && jpeg.len() < MAX_UPLOAD_BYTES, "{}", jpeg.len());
         let p = prepare(&jpeg).unwrap();
         assert_eq!(p.original_type, "image/jpeg");
         assert!(p.original.len() <= MAX_ORIGINAL_BYTES, "{}", p.original.len());
