@@ -2,17 +2,22 @@
 //! background workers that talk to LINE. Feature modules each expose a `router()`.
 
 pub mod api;
+pub mod assets;
 pub mod auth;
+pub mod csrf;
 pub mod error;
 pub mod fetcher;
 pub mod events;
 pub mod health;
+pub mod i18n;
 pub mod images;
 pub mod line_settings;
 pub mod media_files;
 pub mod metrics;
 pub mod sender;
+pub mod session;
 pub mod time;
+pub mod ui;
 pub mod webhook;
 
 use std::path::PathBuf;
@@ -130,6 +135,8 @@ impl App {
             .merge(metrics::router())
             .merge(media_files::router())
             .nest("/api/v1", api::router())
+            .merge(ui::router())
+            .layer(axum::middleware::from_fn_with_state(self.state.clone(), csrf::protect))
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(self.state.clone())
     }

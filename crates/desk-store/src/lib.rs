@@ -13,6 +13,7 @@ pub mod media;
 pub mod messages;
 pub mod notify;
 pub mod outbox;
+pub mod sessions;
 pub mod settings;
 pub mod users;
 

@@ -105,3 +105,33 @@ impl Store {
         Ok(on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).bind(hash_token(token)).fetch_optional(p).await)?)
     }
 }
+
+// User administration (管理設定 > ユーザー). Disabling lives in `sessions.rs`, because it
+// ends the user's sessions in the same transaction.
+impl Store {
+    pub async fn set_user_name(&self, user_id: i64, name: &str) -> Result<()> {
+        let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
+            .bind(name).bind(user_id))?;
+        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    pub async fn set_user_role(&self, user_id: i64, role: Role) -> Result<()> {
+        let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str()).bind(user_id))?;
+        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    /// `password_hash` is already hashed (argon2) by the caller.
+    pub async fn set_user_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
+        let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash).bind(user_id))?;
+        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    /// The UI language of the user (`ja` or `en`; the server checks the value).
+    pub async fn set_user_locale(&self, user_id: i64, locale: &str) -> Result<()> {
+        let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET locale = $1 WHERE id = $2")
+            .bind(locale).bind(user_id))?;
+        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+}

@@ -1,0 +1,31 @@
+// linedesk: the small glue the pages need besides htmx.
+(function () {
+  "use strict";
+
+  // The session's CSRF token, from <meta name="csrf-token"> in templates/base.html.
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  // Every htmx request carries the token (the server checks it on POST/PUT/PATCH/DELETE;
+  // htmx only sends requests to this origin: htmx.config.selfRequestsOnly).
+  document.addEventListener("htmx:configRequest", function (event) {
+    var token = csrfToken();
+    if (token) {
+      event.detail.headers["X-CSRF-Token"] = token;
+    }
+  });
+
+  // Plain forms may ask before submitting: <form data-confirm="…">.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form && form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  });
+
+  // For other scripts (fetch calls must send the token as X-CSRF-Token too).
+  window.linedesk = { csrfToken: csrfToken };
+})();

@@ -1,0 +1,121 @@
+//! Browser assets embedded in the binary (htmx, its SSE extension, the desk's CSS and JS),
+//! served at `/assets/{name}`. Pages link them with [`url`], which appends a content hash
+//! (`?v=…`), so the year-long `immutable` cache is safe: a new build means new URLs.
+//! See `assets/README.md` for where the vendored files come from.
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::AppState;
+
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "htmx.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/htmx.min.js"),
+    },
+    Asset {
+        name: "htmx-ext-sse.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/htmx-ext-sse.js"),
+    },
+    Asset {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../assets/app.css"),
+    },
+    Asset {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/app.js"),
+    },
+    Asset {
+        name: "LICENSE-htmx.txt",
+        content_type: "text/plain; charset=utf-8",
+        body: include_bytes!("../assets/LICENSE-htmx.txt"),
+    },
+    Asset {
+        name: "LICENSE-htmx-ext-sse.txt",
+        content_type: "text/plain; charset=utf-8",
+        body: include_bytes!("../assets/LICENSE-htmx-ext-sse.txt"),
+    },
+];
+
+/// Short content hashes, computed once.
+static VERSIONS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    ASSETS
+        .iter()
+        .map(|a| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(a.body);
+            digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+        })
+        .collect()
+});
+
+fn find(name: &str) -> Option<(usize, &'static Asset)> {
+    ASSETS.iter().enumerate().find(|(_, a)| a.name == name)
+}
+
+/// The URL of an embedded asset, with its content hash: `/assets/app.css?v=1a2b3c4d5e6f`.
+/// Panics on an unknown name in debug builds (a template typo); release builds link it
+/// unversioned.
+pub fn url(name: &str) -> String {
+    match find(name) {
+        Some((i, _)) => format!("/assets/{name}?v={}", VERSIONS[i]),
+        None => {
+            debug_assert!(false, "unknown asset {name}");
+            format!("/assets/{name}")
+        }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/assets/{name}", get(serve))
+}
+
+async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let Some((i, asset)) = find(&name) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let etag = format!("\"{}\"", VERSIONS[i]);
+    let cache = HeaderValue::from_static("public, max-age=31536000, immutable");
+    let etag_value = HeaderValue::from_str(&etag).expect("hex");
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            ),
+            (header::CACHE_CONTROL, cache),
+            (header::ETAG, etag_value),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        asset.body,
+    )
+        .into_response()
+}

@@ -1,0 +1,257 @@
+//! Login sessions of the agent UI (design.md: small and written here).
+//!
+//! - The cookie `linedesk_session` holds a random 256-bit token; the `sessions` table keeps
+//!   only its SHA-256, the session's CSRF token and when it ends.
+//! - Cookie flags: `HttpOnly; SameSite=Lax; Path=/`, plus `Secure` when the configured
+//!   public URL is `https://`. No `Max-Age`: the cookie goes with the browser session and the
+//!   server decides when the session ends.
+//! - Lifetime: **sliding 12 hours** of inactivity (an agent's shift), renewed at most every
+//!   5 minutes of use (so requests do not all write), and **at most 24 hours** after login,
+//!   so a desk PC left logged in does not stay logged in for days.
+//! - A disabled user's sessions are deleted when they are disabled, and lookups skip disabled
+//!   users anyway, so their access ends at once.
+//! - Failed logins are throttled per login ID in memory ([`LoginThrottle`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use desk_store::users::UserRow;
+
+use crate::error::ApiResult;
+use crate::i18n::Locale;
+use crate::{AppState, Config};
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "linedesk_session";
+/// A session ends after this long without use.
+pub const IDLE_TIMEOUT_MS: i64 = 12 * 60 * 60 * 1000;
+/// … and at the latest this long after login.
+pub const MAX_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+/// The sliding end is moved at most this often.
+const RENEW_EVERY_MS: i64 = 5 * 60 * 1000;
+
+/// A live session of an enabled user.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: i64,
+    pub user: UserRow,
+    pub csrf_token: String,
+    pub expires_at: i64,
+}
+
+impl Session {
+    pub fn locale(&self) -> Locale {
+        Locale::from_code(&self.user.locale)
+    }
+}
+
+/// The session cookie's token, if the request carries one.
+pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+/// The `Authorization: Bearer` token, if any. A request that has one is authenticated by it
+/// alone (never by a cookie beside it).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn secure(config: &Config) -> &'static str {
+    if config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// `Set-Cookie` for a new session.
+pub fn set_cookie(config: &Config, token: &str) -> HeaderValue {
+    let v = format!(
+        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Lax; Path=/{}",
+        secure(config)
+    );
+    HeaderValue::from_str(&v).expect("tokens are URL-safe base64")
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_cookie(config: &Config) -> HeaderValue {
+    let v = format!(
+        "{COOKIE_NAME}=; Max-Age=0; HttpOnly; SameSite=Lax; Path=/{}",
+        secure(config)
+    );
+    HeaderValue::from_str(&v).expect("ascii")
+}
+
+/// Starts a session for `user`; returns it and its cookie token.
+pub async fn start(st: &AppState, user: UserRow) -> ApiResult<(Session, String)> {
+    let now = st.now_ms();
+    // Housekeeping on the (rare) login path instead of a timer.
+    st.store.delete_expired_sessions(now).await?;
+    let new = st
+        .store
+        .create_session(user.id, now, now + IDLE_TIMEOUT_MS)
+        .await?;
+    let session = Session {
+        id: new.id,
+        user,
+        csrf_token: new.csrf_token,
+        expires_at: new.expires_at,
+    };
+    Ok((session, new.token))
+}
+
+/// The live session for a cookie token, renewing its sliding end when due.
+pub async fn lookup(st: &AppState, token: &str) -> ApiResult<Option<Session>> {
+    let now = st.now_ms();
+    let Some(row) = st.store.session_by_token(token, now).await? else {
+        return Ok(None);
+    };
+    let hard_end = row.session_created_at + MAX_LIFETIME_MS;
+    let mut expires_at = row.expires_at;
+    let wanted = (now + IDLE_TIMEOUT_MS).min(hard_end);
+    if wanted - expires_at >= RENEW_EVERY_MS {
+        st.store.extend_session(row.session_id, wanted).await?;
+        expires_at = wanted;
+    }
+    Ok(Some(Session {
+        id: row.session_id,
+        user: row.user,
+        csrf_token: row.csrf_token,
+        expires_at,
+    }))
+}
+
+/// The session resolved for this request, kept in its extensions so the CSRF layer and
+/// the extractors look it up once.
+#[derive(Clone, Debug)]
+pub struct ResolvedSession(pub Option<Session>);
+
+/// The request's session (from the cookie), looked up once per request.
+pub async fn from_parts(parts: &mut Parts, st: &AppState) -> ApiResult<Option<Session>> {
+    if let Some(ResolvedSession(s)) = parts.extensions.get::<ResolvedSession>() {
+        return Ok(s.clone());
+    }
+    let session = match cookie_token(&parts.headers) {
+        Some(token) => lookup(st, token).await?,
+        None => None,
+    };
+    parts.extensions.insert(ResolvedSession(session.clone()));
+    Ok(session)
+}
+
+/// Failed logins per login ID, in memory: after [`LoginThrottle::MAX_FAILURES`] failures
+/// within [`LoginThrottle::WINDOW`], further attempts for that login ID (right or wrong)
+/// are refused until the oldest failure is older than the window. A success clears the
+/// count. Per process: with several instances an attacker gets that many tries per
+/// instance, which still makes guessing argon2-hashed passwords slow. The price is that
+/// anyone can lock a known login ID for 5 minutes; the message says so plainly.
+#[derive(Clone, Default)]
+pub struct LoginThrottle {
+    failures: Arc<Mutex<HashMap<String, VecDeque<Instant>>>>,
+}
+
+impl LoginThrottle {
+    pub const MAX_FAILURES: usize = 5;
+    pub const WINDOW: Duration = Duration::from_secs(5 * 60);
+    /// Entries kept at most; old ones are dropped first (bounded memory under a spray).
+    const MAX_KEYS: usize = 10_000;
+
+    fn key(login: &str) -> String {
+        login.trim().to_lowercase()
+    }
+
+    /// `Some(wait)` when the login ID is locked for now.
+    pub fn locked_for(&self, login: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let q = map.get_mut(&Self::key(login))?;
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Self::WINDOW)
+        {
+            q.pop_front();
+        }
+        if q.len() >= Self::MAX_FAILURES {
+            let oldest = *q.front()?;
+            Some(Self::WINDOW.saturating_sub(now.duration_since(oldest)))
+        } else {
+            None
+        }
+    }
+
+    pub fn record_failure(&self, login: &str) {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::MAX_KEYS {
+            map.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < Self::WINDOW)
+            });
+            if map.len() >= Self::MAX_KEYS {
+                map.clear();
+            }
+        }
+        let q = map.entry(Self::key(login)).or_default();
+        q.push_back(now);
+        while q.len() > Self::MAX_FAILURES {
+            q.pop_front();
+        }
+    }
+
+    pub fn record_success(&self, login: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&Self::key(login));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_parsing() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; linedesk_session=abc_-9; b=2"),
+        );
+        assert_eq!(cookie_token(&h), Some("abc_-9"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("linedesk_session_x=1; linedesk_session="),
+        );
+        assert_eq!(cookie_token(&h), None);
+    }
+
+    #[test]
+    fn throttle_locks_after_five_failures() {
+        let t = LoginThrottle::default();
+        for _ in 0..4 {
+            t.record_failure("Sato");
+        }
+        assert!(t.locked_for("sato").is_none());
+        t.record_failure(" sato ");
+        let wait = t.locked_for("SATO").expect("locked");
+        assert!(wait <= LoginThrottle::WINDOW && wait > Duration::from_secs(290));
+        assert!(t.locked_for("tanaka").is_none());
+        t.record_success("sato");
+        assert!(t.locked_for("sato").is_none());
+    }
+}
