@@ -3,6 +3,7 @@
 pub mod conversations;
 pub mod media;
 pub mod sending;
+pub mod settings;
 pub mod views;
 
 use axum::Router;
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(conversations::router())
         .merge(media::router())
         .merge(sending::router())
+        .merge(settings::router())
         .merge(crate::events::router())
         .route("/openapi.json", get(openapi))
 }

@@ -33,14 +33,26 @@ pub struct TestDesk {
 
 impl TestDesk {
     pub async fn start(backend: Backend) -> TestDesk {
-        Self::start_with(backend, line_emulator::Config {
-            require_https_media: false,
-            ..Default::default()
-        })
+        Self::start_with(
+            backend,
+            line_emulator::Config {
+                require_https_media: false,
+                ..Default::default()
+            },
+        )
         .await
     }
 
     pub async fn start_with(backend: Backend, emu_config: line_emulator::Config) -> TestDesk {
+        Self::start_configured(backend, emu_config, |_| {}).await
+    }
+
+    /// As [`TestDesk::start_with`], with a last word on the desk's configuration.
+    pub async fn start_configured(
+        backend: Backend,
+        emu_config: line_emulator::Config,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestDesk {
         let dir = tempfile::tempdir().unwrap();
         let (emulator, emulator_url) = Emulator::start(emu_config.clone()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -54,6 +66,7 @@ impl TestDesk {
         config.line_data_api_base = emulator_url.clone();
         config.line_channel_secret = Some(emu_config.channel_secret.clone());
         config.line_channel_access_token = Some(emu_config.channel_access_token.clone());
+        adjust(&mut config);
         let app = App::build(config).await.unwrap();
         let state = app.state.clone();
         let admin = state
@@ -103,8 +116,7 @@ impl TestDesk {
     }
 
     pub async fn conversations(&self) -> Vec<Value> {
-        self.get("/api/v1/conversations")
-            .await["conversations"]
+        self.get("/api/v1/conversations").await["conversations"]
             .as_array()
             .unwrap()
             .clone()
@@ -191,15 +203,28 @@ pub struct As<'a> {
 impl TestDesk {
     /// A new user of `role` and an API client acting as them.
     pub async fn user(&self, login: &str, name: &str, role: Role) -> As<'_> {
-        let id = self.state.store.create_user(login, name, role, "unused-hash", 0).await.unwrap();
+        let id = self
+            .state
+            .store
+            .create_user(login, name, role, "unused-hash", 0)
+            .await
+            .unwrap();
         let token = self.state.store.create_api_token(id, 0).await.unwrap();
-        As { desk: self, token, user_id: id }
+        As {
+            desk: self,
+            token,
+            user_id: id,
+        }
     }
 
     /// Sets the LINE mode (`reply` | `push`) as an admin would on LINE設定.
     pub async fn set_mode(&self, mode: &str) {
         let now = self.state.now_ms();
-        self.state.store.set_setting("line.mode", mode, now).await.unwrap();
+        self.state
+            .store
+            .set_setting("line.mode", mode, now)
+            .await
+            .unwrap();
         self.state.line.reload(&self.state.store).await.unwrap();
         self.state.store.wake_outbox(now).await.unwrap();
         self.state.outbox_wakeup.notify_one();
@@ -209,7 +234,9 @@ impl TestDesk {
     pub async fn customer(&self, name: &str, first_words: &str) -> (String, i64) {
         let user = self.emulator.follow(name, None).await.unwrap();
         self.emulator.send_text(&user, first_words).await.unwrap();
-        let id = self.conversation_of(&user).await.unwrap()["id"].as_i64().unwrap();
+        let id = self.conversation_of(&user).await.unwrap()["id"]
+            .as_i64()
+            .unwrap();
         (user, id)
     }
 }
@@ -230,20 +257,36 @@ impl As<'_> {
     }
 
     pub async fn set_status(&self, conversation: i64, status: &str) -> (u16, Value) {
-        self.post(&format!("/api/v1/conversations/{conversation}/status"), serde_json::json!({"status": status})).await
+        self.post(
+            &format!("/api/v1/conversations/{conversation}/status"),
+            serde_json::json!({"status": status}),
+        )
+        .await
     }
 
     pub async fn send_text(&self, conversation: i64, text: &str) -> (u16, Value) {
-        self.post(&format!("/api/v1/conversations/{conversation}/messages"), serde_json::json!({"text": text})).await
+        self.post(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            serde_json::json!({"text": text}),
+        )
+        .await
     }
 
-    pub async fn send_image(&self, conversation: i64, bytes: Vec<u8>, file_name: &str) -> (u16, Value) {
+    pub async fn send_image(
+        &self,
+        conversation: i64,
+        bytes: Vec<u8>,
+        file_name: &str,
+    ) -> (u16, Value) {
         let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned());
         let form = reqwest::multipart::Form::new().part("image", part);
         let resp = self
             .desk
             .http
-            .post(format!("{}/api/v1/conversations/{conversation}/messages", self.desk.url))
+            .post(format!(
+                "{}/api/v1/conversations/{conversation}/messages",
+                self.desk.url
+            ))
             .bearer_auth(&self.token)
             .multipart(form)
             .send()

@@ -1,0 +1,133 @@
+//! LINE設定 (S2, S3, M1), admins only: the mode, the Channel Secret and the Channel Access
+//! Token. The secrets are write-only: never sent back, never logged; an empty or absent
+//! field keeps the stored value. Beside them, what an admin needs to diagnose a wrong
+//! secret or token: the webhook URL to paste into LINE's console, the refused deliveries
+//! (bad signature) with their count and time, and a connection test against LINE.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use desk_core::Mode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::AdminUser;
+use crate::error::ApiResult;
+use crate::line_settings::{KEY_MODE, KEY_SECRET, KEY_TOKEN};
+use crate::metrics::SIGNATURE_FAILURES;
+use crate::time::rfc3339;
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/settings/line", get(show).put(save))
+        .route("/settings/line/test", post(test_connection))
+}
+
+#[derive(Serialize)]
+pub struct LineSettingsView {
+    pub mode: &'static str,
+    pub channel_secret_set: bool,
+    pub channel_access_token_set: bool,
+    /// ステータス更新: when a LINE setting last changed.
+    pub updated_at: Option<String>,
+    /// Paste this into the LINE Developers console (Webhook URL).
+    pub webhook_url: String,
+    pub signature_failures: SignatureFailures,
+}
+
+#[derive(Serialize)]
+pub struct SignatureFailures {
+    pub count: i64,
+    pub last_at: Option<String>,
+    /// Shown to admins when deliveries were refused.
+    pub hint: Option<&'static str>,
+}
+
+pub async fn view(st: &AppState) -> ApiResult<LineSettingsView> {
+    let line = st.line.current();
+    let tz = st.config.time_zone;
+    let failures = st.store.counter(SIGNATURE_FAILURES).await?;
+    Ok(LineSettingsView {
+        mode: line.mode.as_str(),
+        channel_secret_set: line.channel_secret.is_some(),
+        channel_access_token_set: line.client.is_some(),
+        updated_at: line.updated_at.map(|t| rfc3339(t, tz)),
+        webhook_url: format!("{}/line", st.config.public_url),
+        signature_failures: SignatureFailures {
+            count: failures.map_or(0, |(n, _)| n),
+            last_at: failures.map(|(_, at)| rfc3339(at, tz)),
+            hint: failures.map(|_| {
+                "LINE's webhook deliveries were refused for a wrong signature: the Channel Secret \
+                 probably does not match the channel's (copy it again from the LINE Developers console)"
+            }),
+        },
+    })
+}
+
+async fn show(State(st): State<AppState>, _admin: AdminUser) -> ApiResult<Json<LineSettingsView>> {
+    Ok(Json(view(&st).await?))
+}
+
+#[derive(Deserialize)]
+pub struct SaveBody {
+    pub mode: Option<String>,
+    pub channel_secret: Option<String>,
+    pub channel_access_token: Option<String>,
+}
+
+/// Saves what was given; empty fields keep the stored secrets (the form shows "No update").
+pub async fn apply(st: &AppState, body: SaveBody) -> ApiResult<()> {
+    let now = st.now_ms();
+    let before = st.line.current().mode;
+    let mode = match body.mode.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+        Some(m) => Some(
+            m.parse::<Mode>()
+                .map_err(|_| ApiError::bad_request(format!("mode must be reply or push, not {m:?}")))?,
+        ),
+        None => None,
+    };
+    if let Some(m) = mode {
+        st.store.set_setting(KEY_MODE, m.as_str(), now).await?;
+    }
+    for (key, value) in [(KEY_SECRET, &body.channel_secret), (KEY_TOKEN, &body.channel_access_token)] {
+        if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            st.store.set_setting(key, v, now).await?;
+        }
+    }
+    st.line.reload(&st.store).await.map_err(ApiError::internal)?;
+    if before == Mode::Reply && mode == Some(Mode::Push) {
+        // Reply → Push: what was kept unsent goes out now, by push (M1, M2).
+        st.store.wake_outbox(now).await?;
+        st.outbox_wakeup.notify_one();
+    }
+    tracing::info!(mode = st.line.current().mode.as_str(), "LINE settings saved");
+    Ok(())
+}
+
+async fn save(
+    State(st): State<AppState>,
+    _admin: AdminUser,
+    Json(body): Json<SaveBody>,
+) -> ApiResult<Json<LineSettingsView>> {
+    apply(&st, body).await?;
+    Ok(Json(view(&st).await?))
+}
+
+/// Checks the stored access token against LINE's bot info API.
+pub async fn check(st: &AppState) -> Value {
+    let Some(client) = st.line.current().client.clone() else {
+        return json!({"ok": false, "error": "no Channel Access Token is set"});
+    };
+    match client.bot_info().await {
+        Ok(bot) => json!({"ok": true, "bot": {"display_name": bot.display_name, "basic_id": bot.basic_id,
+                                             "user_id": bot.user_id}}),
+        Err(line_api::LineError::Unauthorized) => json!({"ok": false,
+            "error": "LINE refused the Channel Access Token: copy it again (or issue a new one) in the LINE Developers console"}),
+        Err(e) => json!({"ok": false, "error": format!("could not reach LINE: {e}")}),
+    }
+}
+
+async fn test_connection(State(st): State<AppState>, _admin: AdminUser) -> Json<Value> {
+    Json(check(&st).await)
+}
