@@ -267,19 +267,29 @@ async fn writer(
                 }
             }
         }
-        let events: Vec<InboundEvent> = batches.iter().flat_map(|b| b.events.iter().cloned()).collect();
+        // One transaction for all of them; the requests' events are moved, not copied.
+        let mut events = Vec::with_capacity(batches.iter().map(|b| b.events.len()).sum());
+        let mut waiting = Vec::with_capacity(batches.len());
+        for b in batches {
+            waiting.push((b.events.len(), b.done));
+            events.extend(b.events);
+        }
         let result = store.ingest(&events, clock.now_ms()).await;
-        if result.is_err() && batches.len() > 1 {
+        if result.is_err() && waiting.len() > 1 {
             // One bad request must not fail its neighbours: store each on its own.
-            for b in batches {
-                let r = store.ingest(&b.events, clock.now_ms()).await;
-                let _ = b.done.send(account(&metrics, &wakeup, r));
+            let mut start = 0;
+            for (len, done) in waiting {
+                let r = store
+                    .ingest(&events[start..start + len], clock.now_ms())
+                    .await;
+                start += len;
+                let _ = done.send(account(&metrics, &wakeup, r));
             }
             continue;
         }
         let reply = account(&metrics, &wakeup, result);
-        for b in batches {
-            let _ = b.done.send(reply.clone());
+        for (_, done) in waiting {
+            let _ = done.send(reply.clone());
         }
     }
 }
@@ -290,16 +300,18 @@ fn account(
     result: desk_store::Result<desk_store::ingest::IngestOutcome>,
 ) -> Result<(), String> {
     match result {
-            Ok(outcome) => {
-                metrics
-                    .webhook_events_stored
-                    .fetch_add(outcome.stored as u64, Relaxed);
-                metrics
-                    .webhook_events_duplicate
-                    .fetch_add(outcome.duplicates as u64, Relaxed);
-                if outcome.stored > 0 {
-                    wakeup.notify_one();
-                }
+        Ok(outcome) => {
+            metrics
+                .webhook_events_stored
+                .fetch_add(outcome.stored as u64, Relaxed);
+            metrics
+                .webhook_events_duplicate
+                .fetch_add(outcome.duplicates as u64, Relaxed);
+            // Only new work wakes the fetcher: its claim is a write, which would otherwise
+            // contend with this writer after every batch.
+            if outcome.scheduled_jobs {
+                wakeup.notify_one();
+            }
             Ok(())
         }
         Err(e) => Err(e.to_string()),

@@ -55,6 +55,8 @@ pub struct IngestOutcome {
     pub stored: usize,
     /// Redeliveries of events already stored.
     pub duplicates: usize,
+    /// Background work (a profile or content fetch) was scheduled or rescheduled.
+    pub scheduled_jobs: bool,
 }
 
 pub const JOB_PROFILE: &str = "profile";
@@ -76,12 +78,13 @@ impl Store {
         while let Some(first) = rest.first() {
             let run = rest.iter().take_while(|e| set_based(e)).count();
             if run > 0 {
-                let stored = ingest_run(&mut tx, &rest[..run], now_ms, &mut changes).await?;
+                let stored =
+                    ingest_run(&mut tx, &rest[..run], now_ms, &mut outcome, &mut changes).await?;
                 outcome.stored += stored;
                 outcome.duplicates += run - stored;
                 rest = &rest[run..];
             } else {
-                if ingest_one(&mut tx, first, now_ms, &mut changes).await? {
+                if ingest_one(&mut tx, first, now_ms, &mut outcome, &mut changes).await? {
                     outcome.stored += 1;
                 } else {
                     outcome.duplicates += 1;
@@ -102,7 +105,7 @@ impl Store {
         let mut outcome = IngestOutcome::default();
         let mut changes = Vec::new();
         for ev in events {
-            if ingest_one(&mut tx, ev, now_ms, &mut changes).await? {
+            if ingest_one(&mut tx, ev, now_ms, &mut outcome, &mut changes).await? {
                 outcome.stored += 1;
             } else {
                 outcome.duplicates += 1;
@@ -143,6 +146,7 @@ async fn ingest_run(
     tx: &mut Tx,
     run: &[InboundEvent],
     now: i64,
+    outcome: &mut IngestOutcome,
     changes: &mut Vec<Change>,
 ) -> Result<usize> {
     // 1. The raw events; the unique event id tells which are new. An id twice in the run:
@@ -308,6 +312,7 @@ async fn ingest_run(
     }
 
     // 5. Profiles of new chats and content of media messages, fetched after the 200.
+    outcome.scheduled_jobs |= !jobs.is_empty();
     for chunk in jobs.chunks(MAX_BINDS / 3) {
         on_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new("INSERT INTO jobs (kind, target_id, next_at) ");
@@ -326,6 +331,7 @@ async fn ingest_one(
     tx: &mut Tx,
     ev: &InboundEvent,
     now: i64,
+    outcome: &mut IngestOutcome,
     changes: &mut Vec<Change>,
 ) -> Result<bool> {
     if ev.webhook_event_id.is_none() {
@@ -372,6 +378,7 @@ async fn ingest_one(
                 .fetch_one(c).await)?;
             if created_at == now {
                 schedule_job(tx, JOB_PROFILE, conv_id, now).await?;
+                outcome.scheduled_jobs = true;
             }
             let media_state = if m.fetch_content { "pending" } else { "none" };
             let msg_id: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
@@ -391,6 +398,7 @@ async fn ingest_one(
             };
             if m.fetch_content {
                 schedule_job(tx, JOB_CONTENT, msg_id, now).await?;
+                outcome.scheduled_jobs = true;
             }
             changes.push(Change::Message {
                 conversation_id: conv_id,
@@ -412,6 +420,7 @@ async fn ingest_one(
                 .bind(user).bind(ev.timestamp).bind(now)
                 .fetch_one(c).await)?;
             schedule_job(tx, JOB_PROFILE, conv_id, now).await?;
+            outcome.scheduled_jobs = true;
             changes.push(Change::Conversation { id: conv_id });
         }
         InboundAction::Unfollow => {

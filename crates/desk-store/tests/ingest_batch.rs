@@ -142,6 +142,7 @@ async fn one_by_one(s: &Store, events: &[InboundEvent], now: i64) -> IngestOutco
         let o = s.ingest_each(std::slice::from_ref(ev), now).await.unwrap();
         total.stored += o.stored;
         total.duplicates += o.duplicates;
+        total.scheduled_jobs |= o.scheduled_jobs;
     }
     total
 }
