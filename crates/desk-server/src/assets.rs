@@ -41,6 +41,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/app.js"),
     },
     Asset {
+        name: "chats.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../assets/chats.css"),
+    },
+    Asset {
+        name: "chats.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/chats.js"),
+    },
+    Asset {
         name: "LICENSE-htmx.txt",
         content_type: "text/plain; charset=utf-8",
         body: include_bytes!("../assets/LICENSE-htmx.txt"),

@@ -20,6 +20,7 @@
 //! (htmx requests get it as a header from `assets/app.js`), and `ctx.asset("x.js")` links an
 //! embedded asset.
 
+pub mod chats;
 pub mod login;
 pub mod users;
 
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(root))
         .merge(login::router())
         .merge(users::router())
+        .merge(chats::router())
         .merge(crate::assets::router())
         .layer(Extension(LoginThrottle::default()))
 }

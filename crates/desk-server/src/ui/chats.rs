@@ -1,0 +1,767 @@
+//! CRM > LINEチャット: the chat list (LINEチャット一覧, V1) and the chat detail
+//! (LINEチャット詳細, V2) of the vendor manual, server-rendered with askama.
+//!
+//! The pages read the store directly; every change (status, sending, resending, marking
+//! read) goes through the JSON API from `assets/chats.js`, so the UI and integrators share
+//! one set of rules. Live updates (B2): the script listens to `/api/v1/events` and
+//! re-fetches the parts that changed as fragments rendered from the same templates
+//! (`/chats/rows`, `/chats/{id}/header`, `/chats/{id}/history`) — the data is escaped here,
+//! never assembled into HTML in the browser (display names are chosen by LINE users).
+
+use askama::Template;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{Duration, NaiveDate};
+use desk_core::customer_code::{format_code, parse_code_query};
+use desk_store::conversations::ConversationRow;
+use desk_store::messages::MessageRow;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{PageCtx, error_page, render};
+use crate::AppState;
+use crate::api::conversations::ListQuery;
+use crate::auth::{PageUser, percent_encode};
+use crate::time::{date_of, day_start_ms, parse_date, short};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/chats", get(list_page))
+        .route("/chats/rows", get(list_rows))
+        .route("/chats/{id}", get(detail_page))
+        .route("/chats/{id}/header", get(detail_header))
+        .route("/chats/{id}/history", get(detail_history))
+        .route("/chats/{id}/notice/{message_id}", get(notice))
+}
+
+/// Rows per page of the list.
+const PAGE_SIZE: i64 = 50;
+
+// ---- the list (V1) --------------------------------------------------------------------
+
+/// The filter form's values, as typed (shown again in the form).
+#[derive(Deserialize, Default, Clone)]
+pub struct ListParams {
+    #[serde(default)]
+    customer_id: String,
+    #[serde(default)]
+    customer_name: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    registered: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    agent: String,
+    #[serde(default)]
+    after: String,
+}
+
+impl ListParams {
+    fn filters(&self) -> [(&'static str, &str); 6] {
+        [
+            ("customer_id", self.customer_id.as_str()),
+            ("customer_name", self.customer_name.as_str()),
+            ("phone", self.phone.as_str()),
+            ("registered", self.registered.as_str()),
+            ("status", self.status.as_str()),
+            ("agent", self.agent.as_str()),
+        ]
+    }
+
+    /// The non-empty filters as a query string (no `after`), e.g. `status=unread&agent=sato`.
+    fn query(&self) -> String {
+        self.filters()
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| format!("{k}={}", percent_encode(v.trim())))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    fn is_filtered(&self) -> bool {
+        self.filters().iter().any(|(_, v)| !v.trim().is_empty())
+    }
+
+    fn to_query(&self) -> ListQuery {
+        let opt = |s: &str| Some(s.to_owned()).filter(|s| !s.trim().is_empty());
+        ListQuery {
+            customer_id: opt(&self.customer_id),
+            customer_name: opt(&self.customer_name),
+            phone: opt(&self.phone),
+            registered: opt(&self.registered),
+            status: opt(&self.status),
+            agent: opt(&self.agent),
+            limit: Some(PAGE_SIZE),
+            after: opt(&self.after),
+        }
+    }
+}
+
+/// One row of the list.
+pub struct RowView {
+    id: i64,
+    /// LINE's display name, or the LINE user id while the profile is not fetched.
+    name: String,
+    name_is_id: bool,
+    blocked: bool,
+    customer_code: String,
+    customer_name: String,
+    status: String,
+    agent: String,
+    /// The agent holds the chat now (in progress), rather than having handled it last.
+    agent_is_current: bool,
+    started_at: String,
+    last_message_at: String,
+    unread: i64,
+}
+
+impl RowView {
+    fn new(c: ConversationRow, tz: chrono_tz::Tz) -> RowView {
+        let (name, name_is_id) = display_name(&c);
+        RowView {
+            id: c.id,
+            name,
+            name_is_id,
+            blocked: c.blocked,
+            customer_code: c.customer_id.map(format_code).unwrap_or_default(),
+            customer_name: c.customer_name.unwrap_or_default(),
+            agent_is_current: c.status == "in_progress",
+            status: c.status,
+            agent: c.agent_name.unwrap_or_default(),
+            started_at: c.started_at.map(|t| short(t, tz)).unwrap_or_default(),
+            last_message_at: short(c.last_message_at, tz),
+            unread: c.unread_count,
+        }
+    }
+
+    fn status_key(&self) -> String {
+        status_key(&self.status)
+    }
+}
+
+/// [`PageCtx::tf`] with one placeholder, callable from templates (askama passes an
+/// array argument by reference).
+fn tf1(ctx: &PageCtx, key: &str, name: &str, value: impl std::fmt::Display) -> String {
+    ctx.tf(key, [(name, value.to_string().as_str())])
+}
+
+fn status_key(status: &str) -> String {
+    format!("common.status.{status}")
+}
+
+/// (what to show as the name, whether it is the LINE user id in its place)
+fn display_name(c: &ConversationRow) -> (String, bool) {
+    match c.display_name.as_deref().map(str::trim) {
+        Some(n) if !n.is_empty() => (n.to_owned(), false),
+        _ => (c.line_user_id.clone(), true),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "chats.html")]
+struct ListPage {
+    ctx: PageCtx,
+    p: ListParams,
+    rows: Vec<RowView>,
+    error: Option<String>,
+    next_href: Option<String>,
+    first_href: Option<String>,
+    rows_href: String,
+    filtered: bool,
+}
+
+#[derive(Template)]
+#[template(path = "chats.html", block = "results")]
+struct ListRows {
+    ctx: PageCtx,
+    rows: Vec<RowView>,
+    error: Option<String>,
+    next_href: Option<String>,
+    first_href: Option<String>,
+    rows_href: String,
+    filtered: bool,
+}
+
+/// The rows, paging links and any error of the list with these filters.
+async fn load_rows(st: &AppState, ctx: &PageCtx, p: &ListParams) -> Result<ListRows, Response> {
+    let base = p.query();
+    let rows_href = if p.after.trim().is_empty() {
+        format!("/chats/rows?{base}")
+    } else {
+        format!(
+            "/chats/rows?{base}&after={}",
+            percent_encode(p.after.trim())
+        )
+    };
+    let mut out = ListRows {
+        ctx: ctx.clone(),
+        rows: Vec::new(),
+        error: None,
+        next_href: None,
+        first_href: (!p.after.trim().is_empty()).then(|| format!("/chats?{base}")),
+        rows_href,
+        filtered: p.is_filtered(),
+    };
+    let id = p.customer_id.trim();
+    if !id.is_empty() && parse_code_query(id).is_none() {
+        out.error = Some(ctx.t("chats.error.customer_id").to_owned());
+        return Ok(out);
+    }
+    let filter = match p.to_query().to_filter() {
+        Ok(f) => f,
+        Err(e) => {
+            out.error = Some(ctx.tf("chats.error.filter", [("message", e.message.as_str())]));
+            return Ok(out);
+        }
+    };
+    let rows = st
+        .store
+        .list_conversations(&filter)
+        .await
+        .map_err(|e| crate::ApiError::from(e).into_response())?;
+    if rows.len() as i64 == filter.limit
+        && let Some(last) = rows.last()
+    {
+        let sep = if base.is_empty() { "" } else { "&" };
+        out.next_href = Some(format!(
+            "/chats?{base}{sep}after={}_{}",
+            last.last_message_at, last.id
+        ));
+    }
+    let tz = st.config.time_zone;
+    out.rows = rows.into_iter().map(|r| RowView::new(r, tz)).collect();
+    Ok(out)
+}
+
+async fn list_page(
+    page: PageUser,
+    State(st): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> Response {
+    let ctx = page.ctx_t("chats.title");
+    let r = match load_rows(&st, &ctx, &p).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    render(&ListPage {
+        ctx,
+        p,
+        rows: r.rows,
+        error: r.error,
+        next_href: r.next_href,
+        first_href: r.first_href,
+        rows_href: r.rows_href,
+        filtered: r.filtered,
+    })
+}
+
+/// The list's results alone, for live refreshes.
+async fn list_rows(
+    page: PageUser,
+    State(st): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> Response {
+    let ctx = page.ctx_t("chats.title");
+    match load_rows(&st, &ctx, &p).await {
+        Ok(r) => render(&r),
+        Err(resp) => resp,
+    }
+}
+
+// ---- the detail (V2) ------------------------------------------------------------------
+
+/// The header of the detail: who, which customer, who handles it, the status.
+pub struct HeadView {
+    id: i64,
+    name: String,
+    name_is_id: bool,
+    blocked: bool,
+    line_user_id: String,
+    customer: Option<String>,
+    status: String,
+    agent: String,
+    agent_is_current: bool,
+    started_at: String,
+    /// The viewer is the handling agent of the in-progress chat (C4).
+    can_send: bool,
+    /// Why the viewer cannot send (translated), or empty.
+    send_hint: String,
+}
+
+impl HeadView {
+    fn new(c: ConversationRow, me: i64, ctx: &PageCtx, tz: chrono_tz::Tz) -> HeadView {
+        let (name, name_is_id) = display_name(&c);
+        let in_progress = c.status == "in_progress";
+        let mine = in_progress && c.agent_id == Some(me);
+        let agent = c.agent_name.clone().unwrap_or_default();
+        let send_hint = if mine {
+            if c.blocked {
+                ctx.t("chats.detail.hint.blocked").to_owned()
+            } else {
+                String::new()
+            }
+        } else if in_progress {
+            ctx.tf("chats.detail.hint.held", [("agent", agent.as_str())])
+        } else {
+            ctx.t("chats.detail.hint.take").to_owned()
+        };
+        HeadView {
+            id: c.id,
+            name,
+            name_is_id,
+            blocked: c.blocked,
+            line_user_id: c.line_user_id,
+            customer: c.customer_id.map(|id| {
+                format!(
+                    "{} {}",
+                    format_code(id),
+                    c.customer_name.unwrap_or_default()
+                )
+                .trim()
+                .to_owned()
+            }),
+            agent_is_current: in_progress,
+            status: c.status,
+            agent,
+            started_at: c.started_at.map(|t| short(t, tz)).unwrap_or_default(),
+            can_send: mine,
+            send_hint,
+        }
+    }
+
+    fn status_key(&self) -> String {
+        status_key(&self.status)
+    }
+}
+
+/// What a message shows in its bubble.
+pub enum Body {
+    Text(String),
+    Image {
+        url: String,
+    },
+    Sticker {
+        package: String,
+        sticker: String,
+        text: String,
+    },
+    Location {
+        title: String,
+        address: String,
+        coords: String,
+        map: String,
+    },
+    File {
+        name: String,
+        size: String,
+        url: Option<String>,
+    },
+    Video {
+        url: String,
+    },
+    Audio {
+        url: String,
+    },
+    /// Content not fetched from LINE yet (retried in the background).
+    Pending {
+        kind: String,
+    },
+    /// LINE no longer had the content.
+    MediaFailed {
+        kind: String,
+    },
+    Other {
+        kind: String,
+    },
+}
+
+pub struct MsgView {
+    id: i64,
+    incoming: bool,
+    body: Body,
+    agent: String,
+    time: String,
+    /// `received` | `sent` | `unsent` | `failed` | `uncertain`.
+    delivery: String,
+    delivery_error: String,
+}
+
+impl MsgView {
+    fn new(m: MessageRow, tz: chrono_tz::Tz) -> MsgView {
+        let details: Value = m
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(Value::Null);
+        let s = |k: &str| match &details[k] {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        let media_url = m.media_key.as_ref().map(|k| format!("/api/v1/media/{k}"));
+        let media = |make: fn(String) -> Body| match (&media_url, m.media_state.as_str()) {
+            (Some(url), _) => make(url.clone()),
+            (None, "failed") => Body::MediaFailed {
+                kind: m.kind.clone(),
+            },
+            (None, _) => Body::Pending {
+                kind: m.kind.clone(),
+            },
+        };
+        let body = match m.kind.as_str() {
+            "text" => Body::Text(m.text.clone().unwrap_or_default()),
+            "image" => media(|url| Body::Image { url }),
+            "video" => media(|url| Body::Video { url }),
+            "audio" => media(|url| Body::Audio { url }),
+            "sticker" => Body::Sticker {
+                package: s("package_id"),
+                sticker: s("sticker_id"),
+                text: s("text"),
+            },
+            "location" => {
+                let (lat, lon) = (s("latitude"), s("longitude"));
+                Body::Location {
+                    title: s("title"),
+                    address: s("address"),
+                    map: format!(
+                        "https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=17/{lat}/{lon}"
+                    ),
+                    coords: format!("{lat}, {lon}"),
+                }
+            }
+            "file" => {
+                let size = details["file_size"]
+                    .as_i64()
+                    .map(human_size)
+                    .unwrap_or_default();
+                match (&media_url, m.media_state.as_str()) {
+                    (None, "pending") => Body::Pending {
+                        kind: m.kind.clone(),
+                    },
+                    (url, _) => Body::File {
+                        name: s("file_name"),
+                        size,
+                        url: url.clone(),
+                    },
+                }
+            }
+            _ => {
+                let t = s("message_type");
+                Body::Other {
+                    kind: if t.is_empty() { m.kind.clone() } else { t },
+                }
+            }
+        };
+        MsgView {
+            id: m.id,
+            incoming: m.direction == "in",
+            body,
+            agent: m.agent_name.unwrap_or_default(),
+            time: short(m.created_at, tz),
+            delivery: m.delivery,
+            delivery_error: m.delivery_error.unwrap_or_default(),
+        }
+    }
+
+    fn kind_key(kind: &str) -> String {
+        match kind {
+            "image" | "video" | "audio" | "file" | "sticker" | "location" => {
+                format!("chats.msg.{kind}")
+            }
+            _ => "chats.msg.file".into(),
+        }
+    }
+}
+
+fn human_size(bytes: i64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 => format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 => format!("{} KB", b / 1024),
+        b => format!("{b} B"),
+    }
+}
+
+/// `?from=&to=` of the detail, as typed.
+#[derive(Deserialize, Default)]
+struct RangeParams {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+/// The history range: the dates shown in From/To, the `[from, to)` instants, and whether
+/// the typed range was refused (then the last 7 days are shown).
+struct Range {
+    from: NaiveDate,
+    to: NaiveDate,
+    error: bool,
+}
+
+impl Range {
+    fn parse(p: &RangeParams, now_ms: i64, tz: chrono_tz::Tz) -> Range {
+        let today = date_of(now_ms, tz);
+        let default = Range {
+            from: today - Duration::days(6),
+            to: today,
+            error: false,
+        };
+        let date = |s: &str| -> Result<Option<NaiveDate>, ()> {
+            let s = s.trim();
+            if s.is_empty() {
+                Ok(None)
+            } else {
+                parse_date(s).map(Some).map_err(|_| ())
+            }
+        };
+        match (date(&p.from), date(&p.to)) {
+            (Ok(from), Ok(to)) => {
+                let to = to.unwrap_or(today);
+                let from = from.unwrap_or(to - Duration::days(6));
+                if from > to {
+                    Range {
+                        error: true,
+                        ..default
+                    }
+                } else {
+                    Range {
+                        from,
+                        to,
+                        error: false,
+                    }
+                }
+            }
+            _ => Range {
+                error: true,
+                ..default
+            },
+        }
+    }
+
+    fn bounds_ms(&self, tz: chrono_tz::Tz) -> (i64, i64) {
+        let end = self.to.succ_opt().unwrap_or(self.to);
+        (day_start_ms(self.from, tz), day_start_ms(end, tz))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "chats_detail.html")]
+struct DetailPage {
+    ctx: PageCtx,
+    head: HeadView,
+    msgs: Vec<MsgView>,
+    from: String,
+    to: String,
+    range_error: bool,
+    history_href: String,
+}
+
+#[derive(Template)]
+#[template(path = "chats_detail.html", block = "header")]
+struct HeaderFragment {
+    ctx: PageCtx,
+    head: HeadView,
+}
+
+#[derive(Template)]
+#[template(path = "chats_detail.html", block = "history")]
+struct HistoryFragment {
+    ctx: PageCtx,
+    msgs: Vec<MsgView>,
+}
+
+async fn load_head(
+    st: &AppState,
+    page: &PageUser,
+    ctx: &PageCtx,
+    id: i64,
+) -> Result<HeadView, Response> {
+    match st.store.conversation(id).await {
+        Ok(Some(c)) => Ok(HeadView::new(c, page.user().id, ctx, st.config.time_zone)),
+        Ok(None) => Err(error_page(
+            StatusCode::NOT_FOUND,
+            ctx.clone(),
+            "common.error.not_found",
+        )),
+        Err(e) => Err(crate::ApiError::from(e).into_response()),
+    }
+}
+
+async fn load_history(st: &AppState, id: i64, range: &Range) -> Result<Vec<MsgView>, Response> {
+    let tz = st.config.time_zone;
+    let (from, to) = range.bounds_ms(tz);
+    let rows = st
+        .store
+        .messages_between(id, from, to)
+        .await
+        .map_err(|e| crate::ApiError::from(e).into_response())?;
+    Ok(rows.into_iter().map(|m| MsgView::new(m, tz)).collect())
+}
+
+async fn detail_page(
+    page: PageUser,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    Query(p): Query<RangeParams>,
+) -> Response {
+    let mut ctx = page.ctx_t("chats.detail.title");
+    let head = match load_head(&st, &page, &ctx, id).await {
+        Ok(h) => h,
+        Err(resp) => return resp,
+    };
+    ctx.title = format!("{} - {}", head.name, ctx.t("chats.detail.title"));
+    let tz = st.config.time_zone;
+    let range = Range::parse(&p, st.now_ms(), tz);
+    let msgs = match load_history(&st, id, &range).await {
+        Ok(m) => m,
+        Err(resp) => return resp,
+    };
+    // Live refreshes ask for what the page shows: the typed range, or (none typed) the
+    // default range as of the refresh, so a page left open past midnight keeps up.
+    let history_href = if range.error || (p.from.trim().is_empty() && p.to.trim().is_empty()) {
+        format!("/chats/{id}/history")
+    } else {
+        format!("/chats/{id}/history?from={}&to={}", range.from, range.to)
+    };
+    render(&DetailPage {
+        ctx,
+        head,
+        msgs,
+        from: range.from.to_string(),
+        to: range.to.to_string(),
+        range_error: range.error,
+        history_href,
+    })
+}
+
+async fn detail_header(
+    page: PageUser,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> Response {
+    let ctx = page.ctx_t("chats.detail.title");
+    match load_head(&st, &page, &ctx, id).await {
+        Ok(head) => render(&HeaderFragment { ctx, head }),
+        Err(resp) => resp,
+    }
+}
+
+async fn detail_history(
+    page: PageUser,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    Query(p): Query<RangeParams>,
+) -> Response {
+    let ctx = page.ctx_t("chats.detail.title");
+    let range = Range::parse(&p, st.now_ms(), st.config.time_zone);
+    match load_history(&st, id, &range).await {
+        Ok(msgs) => render(&HistoryFragment { ctx, msgs }),
+        Err(resp) => resp,
+    }
+}
+
+/// How long after it arrived a customer message still rings (a page opened later, or a
+/// content fetch announcing the same message again, stays quiet).
+const NOTICE_FRESH_MS: i64 = 60_000;
+
+/// What the browser needs to announce a new message (sound, desktop notification):
+/// whether it came from the customer and just now, and a title and text for it. JSON; the
+/// browser shows it with `textContent`/the Notification API, never as HTML.
+async fn notice(
+    page: PageUser,
+    State(st): State<AppState>,
+    Path((id, message_id)): Path<(i64, i64)>,
+) -> Response {
+    let ctx = page.ctx_t("chats.title");
+    let (m, c) = match (
+        st.store.message(message_id).await,
+        st.store.conversation(id).await,
+    ) {
+        (Ok(Some(m)), Ok(Some(c))) if m.conversation_id == id => (m, c),
+        (Ok(_), Ok(_)) => return StatusCode::NOT_FOUND.into_response(),
+        (Err(e), _) | (_, Err(e)) => return crate::ApiError::from(e).into_response(),
+    };
+    let (name, _) = display_name(&c);
+    let body = match (m.kind.as_str(), m.text.as_deref()) {
+        ("text", Some(t)) => t.chars().take(140).collect(),
+        (kind, _) => format!("[{}]", ctx.t(&MsgView::kind_key(kind))),
+    };
+    let v = json!({
+        "incoming": m.direction == "in",
+        "fresh": st.now_ms() - m.created_at < NOTICE_FRESH_MS,
+        "title": ctx.tf("chats.notify.title", [("name", name.as_str())]),
+        "body": body,
+        "url": format!("/chats/{id}"),
+    });
+    ([(axum::http::header::CACHE_CONTROL, "no-store")], Json(v)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_query_keeps_only_filled_filters() {
+        let p = ListParams {
+            customer_name: "山田 花子".into(),
+            status: "unread".into(),
+            agent: " ".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            p.query(),
+            "customer_name=%E5%B1%B1%E7%94%B0%20%E8%8A%B1%E5%AD%90&status=unread"
+        );
+        assert!(p.is_filtered());
+        assert!(!ListParams::default().is_filtered());
+    }
+
+    #[test]
+    fn range_defaults_to_the_last_week_and_refuses_reversed_dates() {
+        use chrono::TimeZone;
+        let tz = chrono_tz::Asia::Tokyo;
+        let now = tz
+            .with_ymd_and_hms(2017, 7, 20, 4, 6, 0)
+            .unwrap()
+            .timestamp_millis();
+        let r = Range::parse(&RangeParams::default(), now, tz);
+        assert_eq!(
+            (r.from.to_string(), r.to.to_string(), r.error),
+            ("2017-07-14".into(), "2017-07-20".into(), false)
+        );
+        let typed = RangeParams {
+            from: "2017-07-15".into(),
+            to: "2017-07-16".into(),
+        };
+        let r = Range::parse(&typed, now, tz);
+        assert_eq!(
+            (r.from.to_string(), r.to.to_string(), r.error),
+            ("2017-07-15".into(), "2017-07-16".into(), false)
+        );
+        let reversed = RangeParams {
+            from: "2017-07-18".into(),
+            to: "2017-07-16".into(),
+        };
+        assert!(Range::parse(&reversed, now, tz).error);
+        let garbage = RangeParams {
+            from: "yesterday".into(),
+            to: String::new(),
+        };
+        let r = Range::parse(&garbage, now, tz);
+        assert!(r.error);
+        assert_eq!(r.to.to_string(), "2017-07-20");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(900), "900 B");
+        assert_eq!(human_size(2048), "2 KB");
+        assert_eq!(human_size(3 * 1024 * 1024 / 2), "1.5 MB");
+    }
+}
