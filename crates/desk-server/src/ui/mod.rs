@@ -21,6 +21,7 @@
 //! embedded asset.
 
 pub mod chats;
+pub mod line_settings;
 pub mod login;
 pub mod users;
 
@@ -42,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(root))
         .merge(login::router())
         .merge(users::router())
+        .merge(line_settings::router())
         .merge(chats::router())
         .merge(crate::assets::router())
         .layer(Extension(LoginThrottle::default()))

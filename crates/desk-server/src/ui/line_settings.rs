@@ -1,0 +1,116 @@
+//! 管理設定 > LINE設定 (S2, S3, M1), admins only: Mode (Reply | Push), Channel Secret and
+//! Channel Access Token (write-only: the fields show "No update" and an empty field keeps
+//! the stored value), ステータス更新, 変更を保存 — and beside them what makes a wrong secret
+//! or token diagnosable: the webhook URL for LINE's console, the deliveries refused for a
+//! bad signature, and a connection test against LINE's bot info API.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{PageCtx, render};
+use crate::api::settings::{SaveBody, apply, check};
+use crate::auth::PageAdmin;
+use crate::metrics::SIGNATURE_FAILURES;
+use crate::time::short;
+use crate::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/line", get(show).post(save))
+        .route("/admin/line/test", post(test))
+}
+
+#[derive(Template)]
+#[template(path = "line_settings.html")]
+struct LinePage {
+    ctx: PageCtx,
+    push: bool,
+    secret_set: bool,
+    token_set: bool,
+    updated_at: Option<String>,
+    webhook_url: String,
+    failures: i64,
+    last_failure: Option<String>,
+    saved: bool,
+    error: Option<String>,
+    /// The connection test's result: Ok(bot name) or Err(reason).
+    test: Option<Result<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct MsgQuery {
+    msg: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SaveForm {
+    mode: String,
+    #[serde(default)]
+    channel_secret: String,
+    #[serde(default)]
+    channel_access_token: String,
+}
+
+async fn page(st: &AppState, admin: &PageAdmin) -> Result<LinePage, ApiError> {
+    let line = st.line.current();
+    let tz = st.config.time_zone;
+    let failures = st.store.counter(SIGNATURE_FAILURES).await?;
+    Ok(LinePage {
+        ctx: admin.ctx_t("line_settings.title"),
+        push: line.mode == desk_core::Mode::Push,
+        secret_set: line.channel_secret.is_some(),
+        token_set: line.client.is_some(),
+        updated_at: line.updated_at.map(|t| short(t, tz)),
+        webhook_url: format!("{}/line", st.config.public_url),
+        failures: failures.map_or(0, |(n, _)| n),
+        last_failure: failures.map(|(_, at)| short(at, tz)),
+        saved: false,
+        error: None,
+        test: None,
+    })
+}
+
+async fn show(State(st): State<AppState>, admin: PageAdmin, Query(q): Query<MsgQuery>) -> Result<Response, ApiError> {
+    let mut p = page(&st, &admin).await?;
+    p.saved = q.msg.as_deref() == Some("saved");
+    Ok(render(&p))
+}
+
+async fn save(State(st): State<AppState>, admin: PageAdmin, Form(form): Form<SaveForm>) -> Result<Response, ApiError> {
+    let body = SaveBody {
+        mode: Some(form.mode),
+        channel_secret: Some(form.channel_secret),
+        channel_access_token: Some(form.channel_access_token),
+    };
+    match apply(&st, body).await {
+        Ok(()) => {
+            tracing::info!(admin = %admin.user().login, "LINE設定 saved");
+            Ok(Redirect::to("/admin/line?msg=saved").into_response())
+        }
+        Err(e) if e.status.is_client_error() => {
+            let mut p = page(&st, &admin).await?;
+            p.error = Some(e.message);
+            Ok(render(&p))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn test(State(st): State<AppState>, admin: PageAdmin) -> Result<Response, ApiError> {
+    let result = check(&st).await;
+    let mut p = page(&st, &admin).await?;
+    p.test = Some(if result["ok"] == true {
+        Ok(format!(
+            "{} ({})",
+            result["bot"]["display_name"].as_str().unwrap_or_default(),
+            result["bot"]["basic_id"].as_str().unwrap_or_default()
+        ))
+    } else {
+        Err(result["error"].as_str().unwrap_or_default().to_owned())
+    });
+    Ok(render(&p))
+}
