@@ -103,6 +103,8 @@ impl App {
     /// starts the webhook writer.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let store = Store::open(config.database_url.as_deref(), &config.data_dir).await?;
+        // PostgreSQL: hear the other instances' changes (SSE, outbox wake-ups) before serving.
+        store.start_listener().await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let line = line_settings::LineSettings::load(&store, &config, clock.now_ms()).await?;
         let metrics = Arc::new(metrics::Metrics::default());

@@ -19,19 +19,27 @@ use std::time::Duration;
 
 use desk_core::Mode;
 use desk_core::planner::{self, OutContent, Outgoing, PlanError, ReplyToken};
-use desk_store::outbox::OutboxItem;
+use desk_store::outbox::{Lease, OutboxItem};
 use line_api::client::LineError;
 use line_api::message::OutMessage;
 
 use crate::AppState;
 
-/// A conversation's sending lease; far longer than one request may take.
-const LEASE_MS: i64 = 120_000;
+/// A conversation's sending lease: longer than one request may take (line-api's timeout
+/// is 20 s), short enough that a crashed instance's chats resume soon on the others.
+const LEASE_MS: i64 = 45_000;
 /// Reply-mode messages with no usable token wait for the next customer message.
 const UNTIL_NEXT_TOKEN: i64 = i64::MAX / 4;
 const MAX_BACKOFF_MS: i64 = 5 * 60_000;
 
 pub async fn run(st: AppState) {
+    if st.store.is_sqlite() {
+        match st.store.clear_send_leases().await {
+            Ok(n) if n > 0 => tracing::info!(n, "sending resumes for chats a stopped desk left mid-send"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(%e, "could not clear old sending leases"),
+        }
+    }
     loop {
         let worked = match run_once(&st).await {
             Ok(n) => n,
@@ -75,15 +83,15 @@ pub async fn send_now(st: AppState, conversation_id: i64) -> bool {
 
 /// Returns false when another worker holds the conversation.
 async fn send_conversation(st: &AppState, conversation_id: i64) -> anyhow::Result<bool> {
-    if !st
+    let Some(mut lease) = st
         .store
         .lease_conversation(conversation_id, st.now_ms(), LEASE_MS)
         .await?
-    {
+    else {
         return Ok(false);
-    }
-    let result = deliver(st, conversation_id).await;
-    st.store.release_conversation(conversation_id).await?;
+    };
+    let result = deliver(st, &mut lease).await;
+    st.store.release_conversation(&lease).await?;
     result.map(|_| true)
 }
 
@@ -135,7 +143,8 @@ fn backoff(attempts: i64, err: &LineError) -> i64 {
     (1000i64 << attempts.clamp(0, 16)).min(MAX_BACKOFF_MS)
 }
 
-async fn deliver(st: &AppState, conversation_id: i64) -> anyhow::Result<()> {
+async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
+    let conversation_id = lease.conversation_id;
     let store = &st.store;
     let mut items = store.outbox_items(conversation_id).await?;
     // A reply that was under way when the desk stopped may or may not have arrived.
@@ -165,7 +174,7 @@ async fn deliver(st: &AppState, conversation_id: i64) -> anyhow::Result<()> {
         return Ok(());
     };
     match line.mode {
-        Mode::Push => deliver_push(st, &client, conversation_id, &user, items).await,
+        Mode::Push => deliver_push(st, &client, lease, &user, items).await,
         Mode::Reply => {
             // A push under way when the mode changed finishes as a push, with its retry key,
             // so it can never arrive twice.
@@ -173,9 +182,9 @@ async fn deliver(st: &AppState, conversation_id: i64) -> anyhow::Result<()> {
                 .into_iter()
                 .partition(|i| i.state == "sending" && i.attempt_via.as_deref() == Some("push"));
             if !pushing.is_empty() {
-                deliver_push(st, &client, conversation_id, &user, pushing).await?;
+                deliver_push(st, &client, lease, &user, pushing).await?;
             }
-            deliver_reply(st, &client, conversation_id, rest).await
+            deliver_reply(st, &client, lease, rest).await
         }
     }
 }
@@ -183,10 +192,11 @@ async fn deliver(st: &AppState, conversation_id: i64) -> anyhow::Result<()> {
 async fn deliver_push(
     st: &AppState,
     client: &line_api::Client,
-    conversation_id: i64,
+    lease: &mut Lease,
     user: &str,
     items: Vec<OutboxItem>,
 ) -> anyhow::Result<()> {
+    let conversation_id = lease.conversation_id;
     let store = &st.store;
     for item in items {
         let now = st.now_ms();
@@ -201,7 +211,12 @@ async fn deliver_push(
             }
         };
         let key = uuid::Uuid::parse_str(&item.retry_key).unwrap_or_else(|_| uuid::Uuid::new_v4());
-        store.mark_sending(&[item.outbox_id], "push", None).await?;
+        if !store
+            .mark_sending(lease, st.now_ms(), LEASE_MS, &[item.outbox_id], "push", None)
+            .await?
+        {
+            return Ok(()); // another worker took over: it sends
+        }
         match client.push(user, &to_line(&plan.objects), key).await {
             Ok(_) | Err(LineError::AlreadyAccepted { .. }) => {
                 store
@@ -234,9 +249,10 @@ async fn deliver_push(
 async fn deliver_reply(
     st: &AppState,
     client: &line_api::Client,
-    conversation_id: i64,
+    lease: &mut Lease,
     mut items: Vec<OutboxItem>,
 ) -> anyhow::Result<()> {
+    let conversation_id = lease.conversation_id;
     let store = &st.store;
     let window = st.reply_window_ms();
     loop {
@@ -288,7 +304,13 @@ async fn deliver_reply(
             .filter(|i| plan.message_ids.contains(&i.message_id))
             .map(|i| i.outbox_id)
             .collect();
-        store.mark_sending(&outbox_ids, "reply", Some(token_message)).await?;
+        if !store
+            .mark_sending(lease, st.now_ms(), LEASE_MS, &outbox_ids, "reply", Some(token_message))
+            .await?
+        {
+            // Another worker used the token or took the messages: nothing goes out here.
+            return Ok(());
+        }
         let result = client.reply(&plan.token, &to_line(&plan.objects)).await;
         items.retain(|i| !plan.message_ids.contains(&i.message_id));
         match result {
@@ -354,7 +376,10 @@ pub async fn wake_on_customer_messages(st: AppState) {
     let mut rx = st.store.notifier.subscribe();
     loop {
         match rx.recv().await {
-            Ok(n) if matches!(n.change, desk_store::Change::Message { .. }) => st.outbox_wakeup.notify_one(),
+            // After a gap, a customer message from another instance may have gone unheard.
+            Ok(n) if matches!(n.change, desk_store::Change::Message { .. } | desk_store::Change::Resync) => {
+                st.outbox_wakeup.notify_one()
+            }
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => st.outbox_wakeup.notify_one(),
             Err(RecvError::Closed) => return,

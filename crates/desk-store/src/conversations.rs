@@ -180,18 +180,20 @@ impl Store {
             "INSERT INTO conversation_log (conversation_id, actor_id, action, from_status, to_status, at)
              VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(conversation_id).bind(actor_id).bind(action).bind(&from).bind(to.as_str()).bind(now_ms))?;
+        tx.announce([Change::Conversation { id: conversation_id }]);
         tx.commit().await?;
-        self.notifier.publish([Change::Conversation { id: conversation_id }]);
         Ok(StatusOutcome::Changed)
     }
 
     /// An agent opened the chat: its customer messages count as read.
     pub async fn mark_read(&self, conversation_id: i64) -> Result<()> {
-        let n = crate::exec_db!(&self.db, p => sqlx::query(
+        let mut tx = self.begin().await?;
+        let n = crate::exec_tx!(&mut tx, c => sqlx::query(
             "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0")
             .bind(conversation_id))?;
         if n > 0 {
-            self.notifier.publish([Change::Conversation { id: conversation_id }]);
+            tx.announce([Change::Conversation { id: conversation_id }]);
+            tx.commit().await?;
         }
         Ok(())
     }

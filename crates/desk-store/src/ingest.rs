@@ -92,8 +92,8 @@ impl Store {
                 rest = &rest[1..];
             }
         }
+        tx.announce(changes);
         tx.commit().await?;
-        self.notifier.publish(changes);
         Ok(outcome)
     }
 
@@ -111,8 +111,8 @@ impl Store {
                 outcome.duplicates += 1;
             }
         }
+        tx.announce(changes);
         tx.commit().await?;
-        self.notifier.publish(changes);
         Ok(outcome)
     }
 }

@@ -3,7 +3,7 @@
 //! crashed worker's job comes due again; on PostgreSQL several instances skip each other's
 //! claimed rows.
 
-use crate::{exec_db, Change, Db, Result, Store, on_db};
+use crate::{Change, Db, Result, Store, exec_db, exec_tx, on_db, on_tx};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Job {
@@ -86,14 +86,16 @@ impl Store {
         state: &str,
         now_ms: i64,
     ) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query(
+        let mut tx = self.begin().await?;
+        exec_tx!(&mut tx, c => sqlx::query(
             "UPDATE conversations SET display_name = COALESCE($2, display_name),
                     picture_url = COALESCE($3, picture_url), profile_state = $4, updated_at = $5
              WHERE id = $1")
             .bind(conversation_id).bind(display_name).bind(picture_url).bind(state).bind(now_ms))?;
-        self.notifier.publish([Change::Conversation {
+        tx.announce([Change::Conversation {
             id: conversation_id,
         }]);
+        tx.commit().await?;
         Ok(())
     }
 
@@ -110,16 +112,18 @@ impl Store {
         media_id: Option<i64>,
         state: &str,
     ) -> Result<()> {
-        let conv: Option<i64> = on_db!(&self.db, p => sqlx::query_scalar(
+        let mut tx = self.begin().await?;
+        let conv: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
             "UPDATE messages SET media_id = COALESCE($2, media_id), media_state = $3 WHERE id = $1
              RETURNING conversation_id")
-            .bind(message_id).bind(media_id).bind(state).fetch_optional(p).await)?;
+            .bind(message_id).bind(media_id).bind(state).fetch_optional(c).await)?;
         if let Some(conversation_id) = conv {
-            self.notifier.publish([Change::Message {
+            tx.announce([Change::Message {
                 conversation_id,
                 id: message_id,
             }]);
         }
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -3,12 +3,16 @@
 //! backends understand, and run through [`on_db!`]/[`on_tx!`], which expand the same code
 //! for each pool type. No ORM and no `sqlx::Any`: we keep real types and PostgreSQL's LISTEN.
 //!
-//! Modules are named after the tables they hold; each change that other parts of the desk
-//! must see is announced through [`notify::Notifier`] after its transaction commits.
+//! Modules are named after the tables they hold. Each change that other parts of the desk
+//! must see is announced on the writing transaction ([`Tx::announce`]): on PostgreSQL it is
+//! sent to every instance with `pg_notify` inside that transaction (so it goes out if and
+//! only if the write commits), and after the commit it is published to this instance's
+//! [`notify::Notifier`]. A write made outside a [`Tx`] is invisible to other instances.
 
 pub mod conversations;
 pub mod ingest;
 pub mod jobs;
+pub mod listen;
 pub mod media;
 pub mod messages;
 pub mod notify;
@@ -56,12 +60,12 @@ macro_rules! exec_db {
 #[macro_export]
 macro_rules! exec_tx {
     ($tx:expr, $c:ident => $query:expr) => {
-        match $tx {
-            $crate::Tx::Sqlite(t) => {
+        match &mut ($tx).inner {
+            $crate::TxInner::Sqlite(t) => {
                 let $c = &mut **t;
                 $query.execute($c).await.map(|r| r.rows_affected())
             }
-            $crate::Tx::Postgres(t) => {
+            $crate::TxInner::Postgres(t) => {
                 let $c = &mut **t;
                 $query.execute($c).await.map(|r| r.rows_affected())
             }
@@ -73,12 +77,12 @@ macro_rules! exec_tx {
 #[macro_export]
 macro_rules! on_tx {
     ($tx:expr, $c:ident => $body:expr) => {
-        match $tx {
-            $crate::Tx::Sqlite(t) => {
+        match &mut ($tx).inner {
+            $crate::TxInner::Sqlite(t) => {
                 let $c = &mut **t;
                 $body
             }
-            $crate::Tx::Postgres(t) => {
+            $crate::TxInner::Postgres(t) => {
                 let $c = &mut **t;
                 $body
             }
@@ -108,18 +112,44 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// An open write transaction on either backend.
-pub enum Tx {
+/// An open write transaction on either backend, with the changes it will announce.
+/// Dropped without [`Tx::commit`], it rolls back and announces nothing.
+pub struct Tx {
+    pub inner: TxInner,
+    changes: Vec<Change>,
+    notifier: Notifier,
+}
+
+/// The backend's transaction inside a [`Tx`] (what [`on_tx!`] and [`exec_tx!`] match on).
+pub enum TxInner {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl Tx {
+    /// Records a change this transaction makes; it is announced if and only if the
+    /// transaction commits.
+    pub fn announce(&mut self, changes: impl IntoIterator<Item = Change>) {
+        self.changes.extend(changes);
+    }
+
+    /// Commits. On PostgreSQL the announced changes are sent to the other instances with
+    /// `pg_notify` inside the transaction first (PostgreSQL delivers them at the commit,
+    /// and only if it succeeds); then they are published to this instance's feed.
     pub async fn commit(self) -> Result<()> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
+        let Tx {
+            inner,
+            changes,
+            notifier,
+        } = self;
+        match inner {
+            TxInner::Sqlite(t) => t.commit().await?,
+            TxInner::Postgres(mut t) => {
+                listen::notify_in(&mut t, notifier.origin(), &changes).await?;
+                t.commit().await?
+            }
         }
+        notifier.publish(changes);
         Ok(())
     }
 }
@@ -171,9 +201,14 @@ impl Store {
     /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so two writers queue
     /// on the lock instead of failing later with SQLITE_BUSY on upgrade.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(match &self.db {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        let inner = match &self.db {
+            Db::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => TxInner::Postgres(p.begin().await?),
+        };
+        Ok(Tx {
+            inner,
+            changes: Vec::new(),
+            notifier: self.notifier.clone(),
         })
     }
 

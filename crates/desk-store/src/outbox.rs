@@ -5,7 +5,12 @@
 //! delivered, waiting (`unsent`), or visibly `failed`/`uncertain` — never lost.
 //!
 //! One worker at a time sends for a conversation (a lease on the conversation row), which
-//! keeps messages in the order written, across instances too.
+//! keeps messages in the order written, across instances too. The lease's expiry time is
+//! also its fence: it is renewed in the same transaction that marks messages `sending`
+//! (so a worker whose lease ran out and was taken over can never start another request),
+//! and released only by its holder. Marking checks the facts too: a reply token is used
+//! only if it is still unused, and reply messages only if they still wait — so a reply
+//! token goes out at most once, whichever instances race for it.
 
 use crate::{Change, Db, Result, Store, exec_db, exec_tx, on_db, on_tx};
 
@@ -38,6 +43,14 @@ pub struct OutboxItem {
     pub kind: String,
     pub text: Option<String>,
     pub payload: Option<String>,
+}
+
+/// A worker's right to send for one conversation, until `until` (unix ms); see
+/// [`Store::lease_conversation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub conversation_id: i64,
+    pub until: i64,
 }
 
 /// A customer message whose reply token is still unused.
@@ -79,11 +92,11 @@ impl Store {
             "INSERT INTO outbox (message_id, conversation_id, state, retry_key, next_attempt_at, created_at)
              VALUES ($1, $2, 'queued', $3, $4, $4)")
             .bind(message_id).bind(conversation_id).bind(retry_key).bind(now_ms))?;
-        tx.commit().await?;
-        self.notifier.publish([Change::Message {
+        tx.announce([Change::Message {
             conversation_id,
             id: message_id,
         }]);
+        tx.commit().await?;
         Ok(Ok(message_id))
     }
 
@@ -116,11 +129,11 @@ impl Store {
             "INSERT INTO outbox (message_id, conversation_id, state, retry_key, next_attempt_at, created_at)
              VALUES ($1, $2, 'queued', $3, $4, $4)")
             .bind(message_id).bind(conversation_id).bind(retry_key).bind(now_ms))?;
-        tx.commit().await?;
-        self.notifier.publish([Change::Message {
+        tx.announce([Change::Message {
             conversation_id,
             id: message_id,
         }]);
+        tx.commit().await?;
         Ok(Ok(conversation_id))
     }
 
@@ -144,19 +157,31 @@ impl Store {
             .fetch_all(p).await)?)
     }
 
-    /// Takes the right to send for a conversation until `now + lease_ms`; false when
-    /// another worker holds it.
-    pub async fn lease_conversation(&self, conversation_id: i64, now_ms: i64, lease_ms: i64) -> Result<bool> {
+    /// Takes the right to send for a conversation until `now + lease_ms`; `None` when
+    /// another worker holds it. One conditional UPDATE: on PostgreSQL a concurrent taker
+    /// waits for the row lock and then re-checks the condition, so exactly one wins.
+    pub async fn lease_conversation(&self, conversation_id: i64, now_ms: i64, lease_ms: i64) -> Result<Option<Lease>> {
+        let until = now_ms + lease_ms;
         let n = exec_db!(&self.db, p => sqlx::query(
             "UPDATE conversations SET send_lease_until = $2
              WHERE id = $1 AND (send_lease_until IS NULL OR send_lease_until < $3)")
-            .bind(conversation_id).bind(now_ms + lease_ms).bind(now_ms))?;
-        Ok(n == 1)
+            .bind(conversation_id).bind(until).bind(now_ms))?;
+        Ok((n == 1).then_some(Lease { conversation_id, until }))
     }
 
-    pub async fn release_conversation(&self, conversation_id: i64) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query("UPDATE conversations SET send_lease_until = NULL WHERE id = $1")
-            .bind(conversation_id))?;
+    /// At the start of a single-machine (SQLite) desk: no other process can be sending, so
+    /// leases a killed process left are void at once instead of when they expire.
+    pub async fn clear_send_leases(&self) -> Result<u64> {
+        Ok(exec_db!(&self.db, p => sqlx::query(
+            "UPDATE conversations SET send_lease_until = NULL WHERE send_lease_until IS NOT NULL"))?)
+    }
+
+    /// Gives the lease up, if it is still this holder's (an expired lease taken over by
+    /// another worker is left alone).
+    pub async fn release_conversation(&self, lease: &Lease) -> Result<()> {
+        exec_db!(&self.db, p => sqlx::query(
+            "UPDATE conversations SET send_lease_until = NULL WHERE id = $1 AND send_lease_until = $2")
+            .bind(lease.conversation_id).bind(lease.until))?;
         Ok(())
     }
 
@@ -182,19 +207,49 @@ impl Store {
 
     /// Before a request to LINE: marks the messages `sending` and uses up the reply token,
     /// durably, so that a crash during the request can never lead to a blind resend.
-    pub async fn mark_sending(&self, outbox_ids: &[i64], via: &str, token_message_id: Option<i64>) -> Result<()> {
+    ///
+    /// In the same transaction the lease is renewed until `now + lease_ms`, if the caller
+    /// still holds it. False (and nothing changed) when it does not, when the reply token
+    /// is already used, or when a message is no longer waiting (for a reply: no longer
+    /// `queued`; a push found `sending` after a crash goes again with its retry key):
+    /// another worker got there first, and the caller must not send.
+    pub async fn mark_sending(
+        &self,
+        lease: &mut Lease,
+        now_ms: i64,
+        lease_ms: i64,
+        outbox_ids: &[i64],
+        via: &str,
+        token_message_id: Option<i64>,
+    ) -> Result<bool> {
         let mut tx = self.begin().await?;
+        let until = (now_ms + lease_ms).max(lease.until + 1);
+        let held = exec_tx!(&mut tx, c => sqlx::query(
+            "UPDATE conversations SET send_lease_until = $3 WHERE id = $1 AND send_lease_until = $2")
+            .bind(lease.conversation_id).bind(lease.until).bind(until))?;
+        if held != 1 {
+            return Ok(false);
+        }
         for id in outbox_ids {
-            exec_tx!(&mut tx, c => sqlx::query(
-                "UPDATE outbox SET state = 'sending', attempt_via = $2, attempts = attempts + 1 WHERE id = $1")
+            let n = exec_tx!(&mut tx, c => sqlx::query(
+                "UPDATE outbox SET state = 'sending', attempt_via = $2, attempts = attempts + 1
+                 WHERE id = $1 AND (state = 'queued' OR $2 = 'push')")
                 .bind(id).bind(via))?;
+            if n != 1 {
+                return Ok(false);
+            }
         }
         if let Some(mid) = token_message_id {
-            exec_tx!(&mut tx, c => sqlx::query(
-                "UPDATE messages SET reply_token_used = TRUE WHERE id = $1").bind(mid))?;
+            let n = exec_tx!(&mut tx, c => sqlx::query(
+                "UPDATE messages SET reply_token_used = TRUE WHERE id = $1 AND NOT reply_token_used")
+                .bind(mid))?;
+            if n != 1 {
+                return Ok(false);
+            }
         }
         tx.commit().await?;
-        Ok(())
+        lease.until = until;
+        Ok(true)
     }
 
     /// Gives a reply token back when LINE certainly did not take the request (it was
@@ -241,8 +296,8 @@ impl Store {
                  WHERE id = $1")
                 .bind(id).bind(delivery).bind(error).bind(via).bind(now_ms))?;
         }
+        tx.announce(message_ids.iter().map(|&id| Change::Message { conversation_id, id }));
         tx.commit().await?;
-        self.notifier.publish(message_ids.iter().map(|&id| Change::Message { conversation_id, id }));
         Ok(())
     }
 
@@ -260,8 +315,8 @@ impl Store {
                 changes.push(Change::Message { conversation_id, id });
             }
         }
+        tx.announce(changes);
         tx.commit().await?;
-        self.notifier.publish(changes);
         Ok(())
     }
 
