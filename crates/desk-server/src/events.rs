@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
 fn to_event(notifier: &Notifier, n: &Numbered) -> Event {
     let (name, data) = match &n.change {
         desk_store::Change::Resync => ("resync", serde_json::json!({})),
+        desk_store::Change::Settings => ("settings", serde_json::json!({})),
         desk_store::Change::Conversation { id } => ("conversation", serde_json::json!({ "id": id })),
         desk_store::Change::Message { conversation_id, id } => (
             "message",

@@ -148,6 +148,7 @@ impl App {
         tokio::spawn(fetcher::run(self.state.clone()));
         tokio::spawn(sender::run(self.state.clone()));
         tokio::spawn(sender::wake_on_customer_messages(self.state.clone()));
+        tokio::spawn(line_settings::follow_changes(self.state.clone()));
         tokio::spawn(metrics::flush_signature_failures(self.state.clone()));
     }
 

@@ -86,3 +86,23 @@ impl LineSettings {
         self.current.read().expect("settings lock").clone()
     }
 }
+
+/// Several instances: settings saved through another instance (or before a gap in the
+/// change feed) are reloaded here, so mode and token are the same everywhere.
+pub async fn follow_changes(st: crate::AppState) {
+    use desk_store::Change;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = st.store.notifier.subscribe();
+    loop {
+        let reload = match rx.recv().await {
+            Ok(n) => matches!(n.change, Change::Settings | Change::Resync),
+            Err(RecvError::Lagged(_)) => true,
+            Err(RecvError::Closed) => return,
+        };
+        if reload {
+            if let Err(e) = st.line.reload(&st.store).await {
+                tracing::error!(%e, "could not reload the LINE settings");
+            }
+        }
+    }
+}

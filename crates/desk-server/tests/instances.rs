@@ -506,3 +506,23 @@ async fn a_killed_listener_connection_makes_streams_resync_and_live_updates_resu
         "resync"
     );
 }
+
+#[tokio::test]
+async fn line_settings_saved_through_one_instance_take_effect_on_the_other() {
+    let c = Cluster::start().await;
+    assert_eq!(c.b.state.line.current().mode.as_str(), "push");
+    let resp = c
+        .http
+        .put(format!("{}/api/v1/settings/line", c.a.url))
+        .bearer_auth(&c.admin)
+        .json(&json!({"mode": "reply"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while c.b.state.line.current().mode.as_str() != "reply" {
+        assert!(Instant::now() < deadline, "B still sends in push mode");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -8,7 +8,7 @@
 //! origin, and an instance skips its own (it already published them after its commit).
 //!
 //! Payload: `<origin> <change> <change> …`, where a change is `c<id>` (conversation) or
-//! `m<conversation id>.<id>` (message); at most [`MAX_PAYLOAD`] bytes, a long list is split
+//! `m<conversation id>.<id>` (message), or `s` (settings); at most [`MAX_PAYLOAD`] bytes, a long list is split
 //! over several notifications of the same transaction. `<origin> ping` is the heartbeat.
 //!
 //! A lost listener connection loses notifications. So the listener treats an error, a
@@ -67,6 +67,7 @@ pub fn payloads(origin: &str, changes: &[Change]) -> Vec<String> {
                 conversation_id,
                 id,
             } => write!(item, "m{conversation_id}.{id}"),
+            Change::Settings => write!(item, "s"),
             Change::Resync => continue,
         }
         .expect("writing to a String");
@@ -95,6 +96,9 @@ pub fn parse_payload(payload: &str) -> Option<(&str, Vec<Change>)> {
 }
 
 fn parse_item(item: &str) -> Option<Change> {
+    if item == "s" {
+        return Some(Change::Settings);
+    }
     if let Some(id) = item.strip_prefix('c') {
         return Some(Change::Conversation {
             id: id.parse().ok()?,

@@ -32,6 +32,9 @@ pub enum Change {
     Conversation { id: i64 },
     /// A message was added to a conversation or its delivery/media state changed.
     Message { conversation_id: i64, id: i64 },
+    /// A setting changed (LINE設定): every instance reloads its cached copy. Not sent to
+    /// browsers.
+    Settings,
     /// Not a change of data: the feed has a gap (this instance may have missed changes
     /// made elsewhere). Whoever keeps a picture of the data must reload it. Published only
     /// by [`Notifier::gap`].

@@ -1,6 +1,6 @@
 //! Key/value settings (the LINE設定 screen) and durable counters (signature failures).
 
-use crate::{exec_db, Result, Store, on_db};
+use crate::{Change, Result, Store, exec_tx, on_db};
 
 impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<(String, i64)>> {
@@ -9,11 +9,15 @@ impl Store {
             .bind(key).fetch_optional(p).await)?)
     }
 
+    /// Announced as [`Change::Settings`], so every instance reloads what it caches.
     pub async fn set_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query(
+        let mut tx = self.begin().await?;
+        exec_tx!(&mut tx, c => sqlx::query(
             "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
             .bind(key).bind(value).bind(now_ms))?;
+        tx.announce([Change::Settings]);
+        tx.commit().await?;
         Ok(())
     }
 
