@@ -26,6 +26,9 @@ pub struct Metrics {
     pub webhook_events_duplicate: AtomicU64,
     pub fetch_ok: AtomicU64,
     pub fetch_failures: AtomicU64,
+    /// Agent messages LINE accepted, and those that failed (or are uncertain).
+    pub deliveries_sent: AtomicU64,
+    pub deliveries_failed: AtomicU64,
     /// Signature failures not yet added to the database counter.
     unflushed_signature_failures: AtomicU64,
     last_signature_failure_ms: AtomicI64,
@@ -95,6 +98,30 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         "Profile and content fetches from LINE that failed (they are retried).",
         m.fetch_failures.load(Relaxed),
     );
+    counter(
+        &mut out,
+        "linedesk_deliveries_total",
+        "Agent messages delivered to LINE (reply or push).",
+        m.deliveries_sent.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "linedesk_delivery_failures_total",
+        "Agent messages that failed or whose delivery is uncertain (shown to the agent with a resend button).",
+        m.deliveries_failed.load(Relaxed),
+    );
+    if let Ok((n, oldest)) = st.store.outbox_depth().await {
+        let age = oldest.map_or(0.0, |t| (st.now_ms() - t).max(0) as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "# HELP linedesk_outbox_messages Agent messages waiting to be sent (未送信 included).
+# TYPE linedesk_outbox_messages gauge
+linedesk_outbox_messages {n}
+# HELP linedesk_outbox_oldest_age_seconds Age of the oldest waiting message.
+# TYPE linedesk_outbox_oldest_age_seconds gauge
+linedesk_outbox_oldest_age_seconds {age:.3}"
+        );
+    }
     if let Ok(n) = st.store.count_jobs().await {
         let _ = writeln!(
             out,

@@ -15,6 +15,7 @@
 //! - One worker sends for a conversation at a time (a lease), in the order written: a
 //!   message waiting for a retry holds back the ones after it.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use desk_core::Mode;
@@ -157,6 +158,7 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
         store
             .mark_failed(conversation_id, &interrupted, "uncertain", UNCERTAIN_RESTART, st.now_ms())
             .await?;
+        st.metrics.deliveries_failed.fetch_add(interrupted.len() as u64, Relaxed);
         items.retain(|i| !interrupted.contains(&i.message_id));
     }
     if items.is_empty() {
@@ -222,6 +224,7 @@ async fn deliver_push(
                 store
                     .mark_sent(conversation_id, &[item.message_id], "push", st.now_ms())
                     .await?;
+                st.metrics.deliveries_sent.fetch_add(1, Relaxed);
             }
             Err(LineError::Unauthorized) => {
                 // The token is wrong: nothing this message can fix. It waits, visibly, until
@@ -240,6 +243,7 @@ async fn deliver_push(
                 store
                     .mark_failed(conversation_id, &[item.message_id], "failed", &e.to_string(), st.now_ms())
                     .await?;
+                st.metrics.deliveries_failed.fetch_add(1, Relaxed);
             }
         }
     }
@@ -318,6 +322,7 @@ async fn deliver_reply(
                 store
                     .mark_sent(conversation_id, &plan.message_ids, "reply", st.now_ms())
                     .await?;
+                st.metrics.deliveries_sent.fetch_add(plan.message_ids.len() as u64, Relaxed);
             }
             Err(LineError::InvalidReplyToken) => {
                 // LINE says the token is spent or expired: the messages wait for the next.
@@ -328,6 +333,7 @@ async fn deliver_reply(
                 store
                     .mark_failed(conversation_id, &plan.message_ids, "uncertain", &uncertain(&e), st.now_ms())
                     .await?;
+                st.metrics.deliveries_failed.fetch_add(plan.message_ids.len() as u64, Relaxed);
             }
             Err(e @ (LineError::RateLimited { .. } | LineError::Network(_) | LineError::Timeout { maybe_sent: false })) => {
                 // LINE never took this request: the token is still good.
@@ -343,6 +349,7 @@ async fn deliver_reply(
                 store
                     .mark_failed(conversation_id, &plan.message_ids, "failed", &e.to_string(), st.now_ms())
                     .await?;
+                st.metrics.deliveries_failed.fetch_add(plan.message_ids.len() as u64, Relaxed);
             }
         }
     }
@@ -366,6 +373,7 @@ async fn fail_unplannable(st: &AppState, conversation_id: i64, e: &PlanError) ->
     st.store
         .mark_failed(conversation_id, &[plan_error_message(e)], "failed", &e.to_string(), st.now_ms())
         .await?;
+    st.metrics.deliveries_failed.fetch_add(1, Relaxed);
     Ok(())
 }
 

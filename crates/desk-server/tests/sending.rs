@@ -28,6 +28,8 @@ async fn the_handler_sends_text_by_push_and_the_customer_gets_it_once() {
         assert_eq!(inbox.len(), 1);
         assert_eq!(inbox[0]["text"], "確認いたします。少々お待ちください。");
         assert_eq!(inbox[0]["via"], "push");
+        assert_eq!(d.metric("linedesk_deliveries_total").await, 1.0);
+        assert_eq!(d.metric("linedesk_outbox_messages").await, 0.0);
     }
 }
 
@@ -182,6 +184,7 @@ async fn a_push_line_refuses_fails_visibly_and_can_be_resent() {
     let (_, m) = sato.send_text(conv, "再送テスト").await;
     assert_eq!(m["delivery"], "failed", "{m}");
     assert!(m["delivery_error"].is_string());
+    assert_eq!(d.metric("linedesk_delivery_failures_total").await, 1.0);
     assert!(d.emulator.inbox(&user).is_empty());
     let id = m["id"].as_i64().unwrap();
     let (s, m) = sato.post(&format!("/api/v1/messages/{id}/resend"), serde_json::json!({})).await;
