@@ -11,7 +11,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use desk_store::users::UserRow;
 
@@ -97,10 +97,13 @@ fn this_path(parts: &Parts) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
-/// Not logged in: to the login page, which brings the user back here afterwards.
+/// Not logged in: to the login page, which brings the user back here afterwards (for
+/// page loads; after a form post whose session ended, back to the default page, since the
+/// post's URL cannot be loaded).
 pub fn login_redirect(parts: &Parts) -> Response {
     let next = this_path(parts);
-    let target = if next == "/" || !is_safe_next(&next) {
+    let is_load = matches!(parts.method, Method::GET | Method::HEAD);
+    let target = if next == "/" || !is_load || !is_safe_next(&next) {
         "/login".to_owned()
     } else {
         format!("/login?next={}", percent_encode(&next))
@@ -189,18 +192,6 @@ pub fn percent_encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// For handlers that answer a form post with "see the page again".
-pub fn see_other(to: &str) -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [(
-            header::LOCATION,
-            HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
-        )],
-    )
-        .into_response()
 }
 
 #[cfg(test)]

@@ -284,6 +284,9 @@ async fn pages_redirect_to_login_and_back() {
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{backend:?}");
         assert_eq!(location(&resp), "/login?next=/admin/users");
         assert_eq!(location(&b.get("/").await), "/login");
+        // A form posted from a page whose session ended leads to the login page.
+        let resp = b.post_form("/me/locale", &[("locale", "en")]).await;
+        assert_eq!(location(&resp), "/login");
         let resp = b.get("/admin/users/1?msg=saved").await;
         assert_eq!(location(&resp), "/login?next=/admin/users/1%3Fmsg%3Dsaved");
         // htmx requests are told to navigate instead of swapping the login page in.
@@ -660,6 +663,9 @@ async fn a_disabled_users_session_and_api_token_stop_at_once() {
             "{backend:?}"
         );
         assert_eq!(location(&b.get("/").await), "/login");
+        // A form posted from a page whose session ended leads to the login page.
+        let resp = b.post_form("/me/locale", &[("locale", "en")]).await;
+        assert_eq!(location(&resp), "/login");
         assert_eq!(
             bearer(&api_token).await.unwrap().status(),
             401,
