@@ -35,6 +35,11 @@ if ! pg_ok; then
   pg_ok || { echo "PostgreSQL did not come up" >&2; exit 1; }
 fi
 
+# Databases left by earlier runs (every test makes a fresh one).
+for db in $(psql "$LINEDESK_TEST_PG" -qtAc "select datname from pg_database where datname like 'linedesk\_test\_%'"); do
+  psql "$LINEDESK_TEST_PG" -qc "drop database if exists \"$db\" with (force)" >/dev/null 2>&1 || true
+done
+
 # --- Chromium, chromedriver and a Japanese font for the browser tests
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then
   say "installing chromium, chromium-driver and fonts-noto-cjk for the browser tests"
