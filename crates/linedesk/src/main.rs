@@ -2,6 +2,7 @@
 
 mod demo;
 mod loadgen;
+mod migrate_data;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ enum Command {
     Emulator(EmulatorArgs),
     /// Apply database migrations and exit.
     Migrate(DeskArgs),
+    /// Copy a single-machine desk (SQLite and its media files) into an empty PostgreSQL.
+    MigrateData(migrate_data::MigrateDataArgs),
     /// Send signed LINE message events to a desk's /line and report throughput and latency.
     Loadgen(loadgen::LoadgenArgs),
 }
@@ -197,6 +200,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Loadgen(args) => loadgen::run(args).await,
+        Command::MigrateData(args) => migrate_data::run(args).await,
     }
 }
 
