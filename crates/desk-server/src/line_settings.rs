@@ -99,10 +99,8 @@ pub async fn follow_changes(st: crate::AppState) {
             Err(RecvError::Lagged(_)) => true,
             Err(RecvError::Closed) => return,
         };
-        if reload {
-            if let Err(e) = st.line.reload(&st.store).await {
-                tracing::error!(%e, "could not reload the LINE settings");
-            }
+        if reload && let Err(e) = st.line.reload(&st.store).await {
+            tracing::error!(%e, "could not reload the LINE settings");
         }
     }
 }

@@ -148,10 +148,11 @@ async fn run(pool: PgPool, first: (PgListener, PgPool), notifier: Notifier) {
     loop {
         let lost = match tokio::time::timeout(DEAD_AFTER, listener.try_recv()).await {
             Ok(Ok(Some(n))) => {
-                if let Some((origin, changes)) = parse_payload(n.payload()) {
-                    if origin != notifier.origin() && !changes.is_empty() {
-                        notifier.publish(changes);
-                    }
+                if let Some((origin, changes)) = parse_payload(n.payload())
+                    && origin != notifier.origin()
+                    && !changes.is_empty()
+                {
+                    notifier.publish(changes);
                 }
                 continue;
             }

@@ -67,10 +67,10 @@ async fn start_desk(
     let desk = Desk { child, url };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", desk.url)).await {
-            if r.status() == 200 {
-                return desk;
-            }
+        if let Ok(r) = reqwest::get(format!("{}/healthz", desk.url)).await
+            && r.status() == 200
+        {
+            return desk;
         }
         assert!(Instant::now() < deadline, "the desk did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -123,10 +123,10 @@ async fn attempt_now(st: &AppState, conversation_id: i64, message_id: i64) {
         _ => return,
     }
     let settled = |d: &str| d != "unsent";
-    if let Ok(Some(m)) = st.store.message(message_id).await {
-        if settled(&m.delivery) {
-            return;
-        }
+    if let Ok(Some(m)) = st.store.message(message_id).await
+        && settled(&m.delivery)
+    {
+        return;
     }
     let this = desk_store::Change::Message { conversation_id, id: message_id };
     while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, changes.recv()).await {
