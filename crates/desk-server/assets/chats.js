@@ -297,7 +297,14 @@
   var chatError = $("chat-error");
   var flashBox = $("chat-flash");
   var scroller = $("history-scroll");
-  var sending = false;
+  var sendingIndicator = $("chat-sending");
+  var fileName = $("chat-file-name");
+  var filePreview = $("chat-file-preview");
+  var fileClear = $("chat-file-clear");
+  // Sends go out one after another, in the order the agent sent them; the field is free
+  // for the next message at once.
+  var sendQueue = Promise.resolve();
+  var inFlight = 0;
   var flashTimer = null;
 
   function flash(text, isError) {
@@ -337,9 +344,9 @@
     }
     var can = canSend();
     textarea.disabled = !can;
-    fileInput.disabled = !can || sending;
-    sendButton.disabled = !can || sending;
-    sendButton.textContent = sending ? str("sending") : str("send");
+    fileInput.disabled = !can;
+    sendButton.disabled = !can;
+    sendingIndicator.hidden = inFlight === 0;
     var hint = header.dataset.sendHint || "";
     sendHint.textContent = hint;
     sendHint.hidden = !hint;
@@ -415,18 +422,44 @@
     }
   });
 
-  async function send() {
-    if (sending || !canSend()) {
-      return;
-    }
-    var text = textarea.value;
+  // Shows the chosen image's name and a thumbnail (from a blob URL, never markup).
+  function showFile() {
     var file = fileInput.files && fileInput.files[0];
-    if (!file && !text.trim()) {
-      return;
+    if (filePreview.src) {
+      URL.revokeObjectURL(filePreview.src);
+      filePreview.removeAttribute("src");
     }
-    sending = true;
-    applyComposer();
-    showError("");
+    fileName.textContent = file ? file.name : fileName.dataset.none;
+    fileClear.hidden = !file;
+    filePreview.hidden = !(file && /^image\//.test(file.type));
+    if (!filePreview.hidden) {
+      filePreview.src = URL.createObjectURL(file);
+    }
+  }
+
+  function clearFile() {
+    fileInput.value = "";
+    showFile();
+  }
+
+  // A send that failed gives the agent their text (and image) back.
+  function restore(text, file) {
+    if (text && text.trim()) {
+      textarea.value = textarea.value ? text + "\n" + textarea.value : text;
+    }
+    if (file && !(fileInput.files && fileInput.files.length)) {
+      try {
+        var dt = new DataTransfer();
+        dt.items.add(file);
+        fileInput.files = dt.files;
+      } catch (e) {
+        /* the agent picks it again */
+      }
+      showFile();
+    }
+  }
+
+  async function post(text, file) {
     var url = "/api/v1/conversations/" + chatId + "/messages";
     try {
       if (file) {
@@ -435,31 +468,45 @@
         var r = await api("POST", url, form);
         if (!r.ok) {
           showError(await explain(r));
+          restore(text, file);
           return;
         }
-        fileInput.value = "";
       }
       if (text.trim()) {
         var r2 = await api("POST", url, { text: text });
         if (!r2.ok) {
           showError(await explain(r2));
-          return;
-        }
-        if (textarea.value === text) {
-          textarea.value = "";
+          restore(text, null);
         }
       }
     } catch (e) {
       showError(str("network"));
-    } finally {
-      sending = false;
-      applyComposer();
-      stickToBottom = true;
-      refreshHistory(0);
-      if (!textarea.disabled) {
-        textarea.focus();
-      }
+      restore(text, file);
     }
+  }
+
+  function send() {
+    if (!canSend()) {
+      return;
+    }
+    var text = textarea.value;
+    var file = fileInput.files && fileInput.files[0];
+    if (!file && !text.trim()) {
+      return;
+    }
+    textarea.value = "";
+    clearFile();
+    showError("");
+    inFlight += 1;
+    applyComposer();
+    sendQueue = sendQueue.then(function () {
+      return post(text, file).finally(function () {
+        inFlight -= 1;
+        applyComposer();
+        stickToBottom = true;
+        refreshHistory(0);
+      });
+    });
   }
 
   if (detail) {
@@ -468,6 +515,8 @@
       event.preventDefault();
       send();
     });
+    fileInput.addEventListener("change", showFile);
+    fileClear.addEventListener("click", clearFile);
     textarea.addEventListener("keydown", function (event) {
       if (event.key !== "Enter") {
         return;

@@ -334,10 +334,6 @@ impl HeadView {
             send_hint,
         }
     }
-
-    fn status_key(&self) -> String {
-        status_key(&self.status)
-    }
 }
 
 /// What a message shows in its bubble.

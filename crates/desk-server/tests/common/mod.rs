@@ -296,3 +296,6 @@ impl As<'_> {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 }
+
+/// A real Chromium for the UI tests (tests/browser.rs).
+pub mod browser;
