@@ -1,11 +1,12 @@
 //! After the webhook answered: fetch each new LINE user's profile (display name) and each
 //! image/video/audio/file's content from LINE, and keep them. A failure is retried with
 //! backoff; until then the chat shows the user id and the message shows "not yet fetched".
+//! The same worker checks the passcode-shaped messages customers send (L2, `passcode` jobs).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use desk_store::ingest::{JOB_CONTENT, JOB_PROFILE};
+use desk_store::ingest::{JOB_CONTENT, JOB_PASSCODE, JOB_PROFILE};
 use desk_store::jobs::Job;
 use line_api::client::LineError;
 
@@ -59,6 +60,7 @@ async fn run_job(st: &AppState, job: Job) {
     let outcome = match job.kind.as_str() {
         JOB_PROFILE => fetch_profile(st, job.target_id).await,
         JOB_CONTENT => fetch_content(st, job.target_id).await,
+        JOB_PASSCODE => check_passcode(st, job.target_id).await,
         other => Ok(Outcome::Retry(format!("unknown job kind {other}"))),
     };
     let result = match outcome {
@@ -152,4 +154,19 @@ async fn fetch_content(st: &AppState, message_id: i64) -> Result<Outcome, String
         }
         Err(e) => Ok(Outcome::Retry(e.to_string())),
     }
+}
+
+/// A customer sent something shaped like a LINE passcode (L2): check it (and any earlier
+/// attempt of the same chat still pending), linking the LINE user when it is right. Needs
+/// nothing from LINE.
+async fn check_passcode(st: &AppState, message_id: i64) -> Result<Outcome, String> {
+    let attempts = st
+        .store
+        .check_passcodes(message_id, st.now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    for a in attempts {
+        tracing::info!(message = a.message_id, outcome = a.outcome, customer = ?a.customer_id, "passcode attempt");
+    }
+    Ok(Outcome::Done)
 }

@@ -27,7 +27,7 @@ pub struct ConversationRow {
 #[derive(Clone, Debug, Default)]
 pub struct ConversationFilter {
     pub customer_id: Option<i64>,
-    /// Part of the linked customer's name.
+    /// Part of the linked customer's name (compared by [`crate::customers::name_key`]).
     pub customer_name: Option<String>,
     /// Digits of the linked customer's phone number (hyphens already removed).
     pub phone_digits: Option<String>,
@@ -70,7 +70,8 @@ impl Store {
                 q.push(" AND c.customer_id = ").push_bind(id);
             }
             if let Some(name) = &f.customer_name {
-                q.push(" AND cu.name LIKE ").push_bind(format!("%{}%", escape_like(name))).push(" ESCAPE '\\'");
+                let key = crate::customers::name_key(name);
+                q.push(" AND cu.name_key LIKE ").push_bind(format!("%{}%", escape_like(&key))).push(" ESCAPE '\\'");
             }
             if let Some(digits) = &f.phone_digits {
                 q.push(" AND cu.phone_digits LIKE ").push_bind(format!("%{}%", escape_like(digits))).push(" ESCAPE '\\'");

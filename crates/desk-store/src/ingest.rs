@@ -61,6 +61,15 @@ pub struct IngestOutcome {
 
 pub const JOB_PROFILE: &str = "profile";
 pub const JOB_CONTENT: &str = "content";
+/// A text that looks like a LINE passcode (L2): checked after the 200, in the order the user
+/// sent them (customers.rs). Scheduled in the webhook's transaction, so it is as durable as
+/// the message.
+pub const JOB_PASSCODE: &str = "passcode";
+
+/// Whether a customer message is a passcode attempt to check.
+fn passcode_attempt(kind: &str, text: Option<&str>) -> bool {
+    kind == "text" && text.is_some_and(desk_core::passcode::looks_like_passcode)
+}
 
 impl Store {
     /// Stores a batch of events in one transaction; returns once it is committed (durable).
@@ -260,9 +269,9 @@ async fn ingest_run(
         Some(mid) => seen_messages.insert(mid),
         None => true,
     });
-    let mut inserted: Vec<(i64, i64, String)> = Vec::with_capacity(messages.len());
+    let mut inserted: Vec<(i64, i64, String, Option<String>)> = Vec::with_capacity(messages.len());
     for chunk in messages.chunks(MAX_BINDS / 8) {
-        let rows: Vec<(i64, i64, String)> = on_tx!(tx, c => {
+        let rows: Vec<(i64, i64, String, Option<String>)> = on_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (conversation_id, direction, type, text, payload, line_message_id,
                                        media_state, delivery, reply_token, created_at) ",
@@ -279,21 +288,25 @@ async fn ingest_run(
                     .push_bind(m.reply_token.as_deref())
                     .push_bind(ev.timestamp);
             });
-            qb.push(" ON CONFLICT (line_message_id) DO NOTHING RETURNING id, conversation_id, media_state");
+            qb.push(" ON CONFLICT (line_message_id) DO NOTHING
+                      RETURNING id, conversation_id, media_state, CASE WHEN type = 'text' THEN text END");
             qb.build_query_as().fetch_all(c).await
         })?;
         inserted.extend(rows);
     }
     // In insertion order, which is the events' order.
-    inserted.sort_unstable_by_key(|(id, _, _)| *id);
+    inserted.sort_unstable_by_key(|(id, _, _, _)| *id);
     let mut conv_user: HashMap<i64, usize> = HashMap::with_capacity(users.len());
     for (i, u) in users.iter().enumerate() {
         conv_user.insert(u.conversation_id, i);
     }
-    for (id, conversation_id, media_state) in &inserted {
+    for (id, conversation_id, media_state, text) in &inserted {
         users[conv_user[conversation_id]].inserted += 1;
         if media_state == "pending" {
             jobs.push((JOB_CONTENT, *id));
+        }
+        if passcode_attempt("text", text.as_deref()) {
+            jobs.push((JOB_PASSCODE, *id));
         }
         changes.push(Change::Message {
             conversation_id: *conversation_id,
@@ -334,17 +347,16 @@ async fn ingest_one(
     outcome: &mut IngestOutcome,
     changes: &mut Vec<Change>,
 ) -> Result<bool> {
-    if ev.webhook_event_id.is_none() {
-        // Old-shape body: no event id to dedupe on; a message id is the next best key.
-        if let InboundAction::Message(m) = &ev.action {
-            if let Some(mid) = &m.line_message_id {
-                let seen: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
-                    "SELECT id FROM messages WHERE line_message_id = $1")
-                    .bind(mid).fetch_optional(c).await)?;
-                if seen.is_some() {
-                    return Ok(false);
-                }
-            }
+    // Old-shape body: no event id to dedupe on; a message id is the next best key.
+    if ev.webhook_event_id.is_none()
+        && let InboundAction::Message(m) = &ev.action
+        && let Some(mid) = &m.line_message_id
+    {
+        let seen: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+            "SELECT id FROM messages WHERE line_message_id = $1")
+            .bind(mid).fetch_optional(c).await)?;
+        if seen.is_some() {
+            return Ok(false);
         }
     }
     let inserted = exec_tx!(tx, c => sqlx::query(
@@ -398,6 +410,10 @@ async fn ingest_one(
             };
             if m.fetch_content {
                 schedule_job(tx, JOB_CONTENT, msg_id, now).await?;
+                outcome.scheduled_jobs = true;
+            }
+            if passcode_attempt(&m.kind, m.text.as_deref()) {
+                schedule_job(tx, JOB_PASSCODE, msg_id, now).await?;
                 outcome.scheduled_jobs = true;
             }
             changes.push(Change::Message {

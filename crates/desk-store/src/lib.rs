@@ -10,6 +10,7 @@
 //! [`notify::Notifier`]. A write made outside a [`Tx`] is invisible to other instances.
 
 pub mod conversations;
+pub mod customers;
 pub mod ingest;
 pub mod jobs;
 pub mod listen;

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1` (contract.md; B4).
 
 pub mod conversations;
+pub mod customers;
 pub mod media;
 pub mod sending;
 pub mod settings;
@@ -16,6 +17,7 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(conversations::router())
+        .merge(customers::router())
         .merge(media::router())
         .merge(sending::router())
         .merge(settings::router())
