@@ -140,8 +140,9 @@ impl Store {
     ) -> Result<StatusOutcome> {
         use desk_core::ConversationStatus as S;
         let mut tx = self.begin().await?;
-        let before: Option<(String, Option<i64>)> = crate::on_tx!(&mut tx, c => sqlx::query_as(
-            "SELECT status, agent_id FROM conversations WHERE id = $1")
+        // Locked on PostgreSQL, so the log's "from" is what the UPDATE below changes.
+        let sql = format!("SELECT status, agent_id FROM conversations WHERE id = $1{}", tx.for_update());
+        let before: Option<(String, Option<i64>)> = crate::on_tx!(&mut tx, c => sqlx::query_as(&sql)
             .bind(conversation_id).fetch_optional(c).await)?;
         let Some((from, holder)) = before else {
             return Ok(StatusOutcome::NotFound);

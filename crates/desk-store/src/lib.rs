@@ -128,6 +128,16 @@ pub enum TxInner {
 }
 
 impl Tx {
+    /// `" FOR UPDATE"` on PostgreSQL, where a row read now and decided on later must be
+    /// locked against other instances; nothing on SQLite, whose write transaction
+    /// (`BEGIN IMMEDIATE`) already excludes every other writer.
+    pub fn for_update(&self) -> &'static str {
+        match self.inner {
+            TxInner::Sqlite(_) => "",
+            TxInner::Postgres(_) => " FOR UPDATE",
+        }
+    }
+
     /// Records a change this transaction makes; it is announced if and only if the
     /// transaction commits.
     pub fn announce(&mut self, changes: impl IntoIterator<Item = Change>) {

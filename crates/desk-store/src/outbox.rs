@@ -72,12 +72,18 @@ impl Store {
         now_ms: i64,
     ) -> Result<Result<i64, NotHandler>> {
         let mut tx = self.begin().await?;
-        let id: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+        // On PostgreSQL the chat row is locked (and the condition re-checked after any
+        // concurrent release commits), so a message is never taken for a chat that another
+        // instance has just released or handed to someone else.
+        let sql = format!(
             "INSERT INTO messages (conversation_id, direction, type, text, payload, media_id, media_state,
                                    agent_id, delivery, created_at)
              SELECT id, 'out', $3, $4, $5, $6, CASE WHEN $6 IS NULL THEN 'none' ELSE 'ok' END, $2, 'unsent', $7
-             FROM conversations WHERE id = $1 AND status = 'in_progress' AND agent_id = $2
-             RETURNING id")
+             FROM conversations WHERE id = $1 AND status = 'in_progress' AND agent_id = $2{}
+             RETURNING id",
+            tx.for_update()
+        );
+        let id: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(&sql)
             .bind(conversation_id).bind(agent_id).bind(m.kind).bind(m.text).bind(m.payload)
             .bind(m.media_id).bind(now_ms)
             .fetch_optional(c).await)?;
