@@ -11,7 +11,7 @@ mod common;
 use common::browser::Browser;
 use common::{Backend, TestDesk, eventually, png};
 use desk_store::users::Role;
-use line_emulator::UserMessage;
+use line_emulator::{Endpoint, Fault, UserMessage};
 use serde_json::json;
 use thirtyfour::prelude::*;
 
@@ -180,6 +180,12 @@ async fn customer_messages_appear_live(b: Backend) {
     .await;
     image_loaded(&br, "#chat-history .msg-in .msg-image img").await;
     assert!(br.same_document().await, "the chat was not reloaded");
+    // The user blocks the account: the chat says so, live; the history stays.
+    d.emulator.block(&user).await.unwrap();
+    br.wait_text("the blocked mark", "#chat-header .badge-blocked", "ブロック中")
+        .await;
+    assert!(br.same_document().await);
+    assert!(br.count("#chat-history .msg-in").await >= 5);
     br.quit().await;
 }
 
@@ -756,4 +762,272 @@ fn photo() -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
+}
+
+// ---- M7: a refused message stays visible with LINE's answer, and 再送 delivers it -----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_shows_lines_answer_and_resend_delivers_it() {
+    let d = desk(Backend::Sqlite).await;
+    d.set_mode("push").await;
+    let (user, conv) = d.customer("井上 直樹", "見積書をお願いします").await;
+    let br = Browser::start(&d).await;
+    br.login("sato", PASSWORD).await;
+    br.open(&format!("/chats/{conv}")).await;
+    br.wait_live().await;
+    press_status(&br, "in_progress").await;
+
+    // A file that is not an image: the API's reason, and the file stays chosen.
+    let dir = tempfile::tempdir().unwrap();
+    let memo = dir.path().join("メモ.txt");
+    std::fs::write(&memo, "これは画像ではありません").unwrap();
+    br.driver
+        .find(By::Id("chat-file"))
+        .await
+        .unwrap()
+        .send_keys(memo.to_str().unwrap())
+        .await
+        .unwrap();
+    br.click("送信", "#chat-send").await;
+    let error = br
+        .wait_text("the refusal", "#chat-error", "送信できませんでした")
+        .await;
+    assert!(error.contains("not an image"), "{error}");
+    assert_eq!(br.text("#chat-file-name").await, "メモ.txt");
+    br.click("選択を解除", "#chat-file-clear").await;
+    assert_eq!(br.text("#chat-file-name").await, "選択されていません");
+
+    // LINE refuses the push: 送信失敗 with LINE's answer and a 再送 button.
+    d.emulator.add_fault(Fault {
+        endpoint: Endpoint::Push,
+        status: 400,
+        count: 1,
+        delay_ms: 0,
+    });
+    send_text(&br, "お見積書を作成いたします。").await;
+    let failed = br
+        .wait_text(
+            "the failed mark",
+            "#chat-history .msg-out[data-delivery='failed']",
+            "送信失敗",
+        )
+        .await;
+    assert!(failed.contains("LINEの応答"), "{failed}");
+    assert!(d.emulator.inbox(&user).is_empty());
+    br.mark_document().await;
+    br.click("再送", "#chat-history [data-resend]").await;
+    br.wait_gone("the failed mark gone", "#chat-history .mark-failed")
+        .await;
+    br.wait_for(
+        "the message sent",
+        "#chat-history .msg-out[data-delivery='sent']",
+    )
+    .await;
+    assert!(br.same_document().await);
+    let inbox = d.emulator.inbox(&user);
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["text"], "お見積書を作成いたします。");
+    br.quit().await;
+}
+
+// ---- C7: a customer's image not yet fetched says so, then shows up live -------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_image_shows_not_yet_fetched_until_it_arrives() {
+    let d = desk(Backend::Sqlite).await;
+    let (user, conv) = d.customer("木村 愛", "壊れた部品の写真です").await;
+    let br = Browser::start(&d).await;
+    br.login("sato", PASSWORD).await;
+    br.open(&format!("/chats/{conv}")).await;
+    br.wait_live().await;
+    // LINE's content API fails once: the desk retries after a backoff.
+    d.emulator.add_fault(Fault {
+        endpoint: Endpoint::Content,
+        status: 500,
+        count: 1,
+        delay_ms: 0,
+    });
+    d.emulator.send_image(&user, png(200, 150)).await.unwrap();
+    br.wait_text(
+        "not yet fetched",
+        "#chat-history .msg-in .msg-pending",
+        "まだ取得していません",
+    )
+    .await;
+    br.mark_document().await;
+    br.wait_for(
+        "the image, once fetched",
+        "#chat-history .msg-in .msg-image img",
+    )
+    .await;
+    image_loaded(&br, "#chat-history .msg-in .msg-image img").await;
+    assert_eq!(br.count("#chat-history .msg-pending").await, 0);
+    assert!(br.same_document().await, "arrived live");
+    // Full size in a new tab.
+    let link = br
+        .js(
+            "const a = document.querySelector('#chat-history .msg-image');
+             return [a.getAttribute('target'), a.getAttribute('href')];",
+            vec![],
+        )
+        .await;
+    assert_eq!(link[0], "_blank");
+    assert!(link[1].as_str().unwrap().starts_with("/api/v1/media/"));
+    br.quit().await;
+}
+
+// ---- V1: filters, paging, and the English UI ----------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_filters_and_pages() {
+    let d = desk(Backend::Sqlite).await;
+    let sato_id = d
+        .state
+        .store
+        .user_by_login("sato")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let sato = common::As {
+        desk: &d,
+        token: d.state.store.create_api_token(sato_id, 0).await.unwrap(),
+        user_id: sato_id,
+    };
+    let mut convs = Vec::new();
+    for i in 0..52 {
+        let user = d
+            .emulator
+            .follow(&format!("顧客{i:02}"), None)
+            .await
+            .unwrap();
+        d.emulator.send_text(&user, "こんにちは").await.unwrap();
+        convs.push(user);
+    }
+    let list = d.conversations().await;
+    let taken: Vec<i64> = list
+        .iter()
+        .take(2)
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    for id in &taken {
+        assert_eq!(sato.set_status(*id, "in_progress").await.0, 200);
+    }
+
+    let br = Browser::start(&d).await;
+    br.login("sato", PASSWORD).await;
+    // All filters empty lists everyone, newest first, 50 to a page.
+    assert_eq!(br.count("#chat-list tr.chat-row").await, 50);
+    br.click("次のページ", "#next-page").await;
+    br.until("the second page", || async {
+        (br.count("#chat-list tr.chat-row").await == 2).then_some(())
+    })
+    .await;
+    assert!(br.text(".pager").await.contains("最初のページへ"));
+    assert!(
+        br.text("#chat-list").await.contains("顧客00"),
+        "the oldest last"
+    );
+
+    // ステータス 対応中, 対応中エージェント.
+    br.open("/chats").await;
+    let select = br.driver.find(By::Id("f-status")).await.unwrap();
+    select.send_keys("対応中").await.unwrap();
+    br.click("検索", "#search").await;
+    br.until("only the chats in progress", || async {
+        (br.count("#chat-list tr.chat-row").await == 2).then_some(())
+    })
+    .await;
+    assert!(
+        br.driver
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("status=in_progress")
+    );
+    br.open("/chats?agent=%E4%BD%90%E8%97%A4").await; // 佐藤
+    assert_eq!(br.count("#chat-list tr.chat-row").await, 2);
+    assert_eq!(
+        br.driver
+            .find(By::Id("f-agent"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("佐藤"),
+        "the form shows the search"
+    );
+    // 顧客登録状態 登録済: nobody is linked yet.
+    br.open("/chats?registered=true").await;
+    assert_eq!(br.count("#chat-list tr.chat-row").await, 0);
+    assert!(
+        br.text("#chat-list")
+            .await
+            .contains("条件に合うLINEチャットはありません")
+    );
+    // A customer ID that is not one.
+    br.open("/chats?customer_id=abc").await;
+    assert!(br.text("#chat-results .flash-error").await.contains("#C15"));
+
+    // English (B3): the same screens, no missing strings.
+    br.open("/chats").await;
+    br.click("English", "form[action='/me/locale'] button")
+        .await;
+    br.wait_text("English headers", "#chat-list thead", "Display name")
+        .await;
+    let body = br.js("return document.body.innerText", vec![]).await;
+    let body = body.as_str().unwrap();
+    assert!(
+        body.contains("LINE chat list") && body.contains("Handling agent"),
+        "{body}"
+    );
+    assert!(!body.contains("chats."), "a missing string: {body}");
+    br.open(&format!("/chats/{}", taken[0])).await;
+    br.wait_text("English detail", "#chat-header", "Display name")
+        .await;
+    let body = br.js("return document.body.innerText", vec![]).await;
+    let body = body.as_str().unwrap();
+    assert!(
+        body.contains("In progress") && body.contains("Send"),
+        "{body}"
+    );
+    assert!(!body.contains("chats."), "a missing string: {body}");
+    br.quit().await;
+}
+
+// ---- B2: the optional sound / desktop notification -----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_can_be_allowed_and_a_new_customer_message_alerts() {
+    let d = desk(Backend::Sqlite).await;
+    let br = Browser::start(&d).await;
+    br.login("sato", PASSWORD).await;
+    br.wait_live().await;
+    assert_eq!(br.text("#notify-toggle").await, "通知を許可");
+    br.click("通知を許可", "#notify-toggle").await;
+    br.wait_for("the switch on", "#notify-toggle[aria-pressed='true']")
+        .await;
+    // Remembered in this browser.
+    br.driver.refresh().await.unwrap();
+    br.wait_for(
+        "still on after a reload",
+        "#notify-toggle[aria-pressed='true']",
+    )
+    .await;
+    br.wait_live().await;
+    let user = d.emulator.follow("清水 花", None).await.unwrap();
+    d.emulator
+        .send_text(&user, "至急ご連絡ください")
+        .await
+        .unwrap();
+    br.wait_for("an alert for the new message", "body[data-alerts='1']")
+        .await;
+    // And off again.
+    br.click("off", "#notify-toggle").await;
+    br.wait_for("the switch off", "#notify-toggle[aria-pressed='false']")
+        .await;
+    br.quit().await;
 }
