@@ -182,8 +182,12 @@ async fn customer_messages_appear_live(b: Backend) {
     assert!(br.same_document().await, "the chat was not reloaded");
     // The user blocks the account: the chat says so, live; the history stays.
     d.emulator.block(&user).await.unwrap();
-    br.wait_text("the blocked mark", "#chat-header .badge-blocked", "ブロック中")
-        .await;
+    br.wait_text(
+        "the blocked mark",
+        "#chat-header .badge-blocked",
+        "ブロック中",
+    )
+    .await;
     assert!(br.same_document().await);
     assert!(br.count("#chat-history .msg-in").await >= 5);
     br.quit().await;
