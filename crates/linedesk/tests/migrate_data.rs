@@ -76,14 +76,52 @@ async fn build_sqlite_desk(dir: &Path) {
     let Db::Sqlite(pool) = &store.db else {
         unreachable!()
     };
-    sqlx::query(
-        "INSERT INTO customers (name, phone, phone_digits, email, notes, tags, created_at, updated_at)
-         VALUES ('山田 花子', '03-1234-5678', '0312345678', 'hanako@example.jp', 'VIP', '[\"vip\"]', 7, 8),
-                ('鈴木 一郎', '090-0000-1111', '09000001111', '', '', '[]', 9, 10)",
+    let http = reqwest::Client::new();
+    let send = async |method: reqwest::Method, path: String, body: Value| {
+        let r = http
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    let post = async |path: String, body: Value| send(reqwest::Method::POST, path, body).await;
+    // Customers through the API: created, edited (history), a passcode issued.
+    let (s, hanako) = post(
+        "/api/v1/customers".into(),
+        json!({"name": "山田 花子", "phone": "03-1234-5678", "email": "hanako@example.jp", "tags": ["vip"]}),
     )
-    .execute(pool)
-    .await
-    .unwrap();
+    .await;
+    assert_eq!(s, 201, "{hanako}");
+    let (s, ichiro) = post(
+        "/api/v1/customers".into(),
+        json!({"name": "鈴木 一郎", "phone": "090-0000-1111"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{ichiro}");
+    let (hanako, ichiro) = (
+        hanako["id"].as_i64().unwrap(),
+        ichiro["id"].as_i64().unwrap(),
+    );
+    let (s, _) = send(
+        reqwest::Method::PATCH,
+        format!("/api/v1/customers/{hanako}"),
+        json!({"notes": "VIP"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, code) = post(
+        format!("/api/v1/customers/{ichiro}/line-passcode"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{code}");
+    let passcode = code["passcode"].as_str().unwrap().to_owned();
 
     // A customer writes text, an image (fetched from LINE and kept on disk) and a sticker.
     let user = emulator.follow("山田 花子", None).await.unwrap();
@@ -96,11 +134,13 @@ async fn build_sqlite_desk(dir: &Path) {
         .unwrap()
         .unwrap()
         .id;
-    sqlx::query("UPDATE conversations SET customer_id = 1 WHERE id = $1")
-        .bind(conv)
-        .execute(pool)
-        .await
-        .unwrap();
+    let (s, linked) = send(
+        reqwest::Method::PUT,
+        format!("/api/v1/conversations/{conv}/customer"),
+        json!({"customer_id": hanako}),
+    )
+    .await;
+    assert_eq!(s, 200, "{linked}");
     eventually("the customer's image fetched", async || {
         let msgs = store.messages_between(conv, 0, i64::MAX).await.unwrap();
         msgs.iter()
@@ -110,20 +150,6 @@ async fn build_sqlite_desk(dir: &Path) {
     .await;
 
     // The agent takes the chat and sends text and an image (public media on disk).
-    let http = reqwest::Client::new();
-    let post = async |path: String, body: Value| {
-        let r = http
-            .post(format!("{url}{path}"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (
-            r.status().as_u16(),
-            r.json::<Value>().await.unwrap_or(Value::Null),
-        )
-    };
     let (s, _) = post(
         format!("/api/v1/conversations/{conv}/status"),
         json!({"status": "in_progress"}),
@@ -170,6 +196,13 @@ async fn build_sqlite_desk(dir: &Path) {
     });
     let other = emulator.follow("鈴木 一郎", None).await.unwrap();
     emulator.send_text(&other, "もしもし").await.unwrap();
+    // The customer links themself with the passcode (L2): a passcode attempt is recorded.
+    emulator.send_text(&other, &passcode).await.unwrap();
+    eventually("the passcode linked the LINE user", async || {
+        let c = store.conversation_by_line_user(&other).await.unwrap()?;
+        (c.customer_id == Some(ichiro)).then_some(())
+    })
+    .await;
     eventually("a profile job failed once", async || {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE last_error IS NOT NULL")
             .fetch_one(pool)
@@ -320,6 +353,9 @@ fn a_single_machine_desk_moves_to_postgresql_with_every_row_and_file() {
                 "jobs",
                 "outbox",
                 "conversation_log",
+                "customer_history",
+                "customer_passcodes",
+                "passcode_attempts",
             ];
             if filled.contains(&table.as_str()) {
                 assert!(!a.is_empty(), "{table} was empty: a weak test");
