@@ -326,6 +326,18 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a sender has dealt with this message since it was written: it left the
+    /// outbox (sent or failed), or it was tried, or put back to wait for a reply token.
+    pub async fn outgoing_settled(&self, message_id: i64) -> Result<bool> {
+        let row: Option<(i64, i64, i64)> = on_db!(&self.db, p => sqlx::query_as(
+            "SELECT attempts, next_attempt_at, created_at FROM outbox WHERE message_id = $1")
+            .bind(message_id).fetch_optional(p).await)?;
+        Ok(match row {
+            None => true,
+            Some((attempts, next_at, created_at)) => attempts > 0 || next_at > created_at,
+        })
+    }
+
     /// After switching to push mode: everything waiting for a reply token goes now (M1/M2).
     pub async fn wake_outbox(&self, now_ms: i64) -> Result<u64> {
         Ok(exec_db!(&self.db, p => sqlx::query(

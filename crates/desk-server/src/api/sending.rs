@@ -116,22 +116,23 @@ async fn send(
 /// the worker is already sending for this chat, waits for it to settle this message.
 async fn attempt_now(st: &AppState, conversation_id: i64, message_id: i64) {
     let deadline = tokio::time::Instant::now() + FIRST_ATTEMPT_WAIT;
-    let mut changes = st.store.notifier.subscribe();
     let task = tokio::spawn(sender::send_now(st.clone(), conversation_id));
     match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(false)) => {}
         _ => return,
     }
-    let settled = |d: &str| d != "unsent";
-    if let Ok(Some(m)) = st.store.message(message_id).await
-        && settled(&m.delivery)
-    {
-        return;
-    }
-    let this = desk_store::Change::Message { conversation_id, id: message_id };
-    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, changes.recv()).await {
-        if n.change == this {
-            return;
+    // Another worker holds the chat: wait until it has looked at this message (sent it,
+    // failed it, or put it back to wait), which may already have happened.
+    let mut changes = st.store.notifier.subscribe();
+    loop {
+        match st.store.outgoing_settled(message_id).await {
+            Ok(false) => {}
+            _ => return,
+        }
+        let tick = (tokio::time::Instant::now() + Duration::from_millis(100)).min(deadline);
+        match tokio::time::timeout_at(tick, changes.recv()).await {
+            Err(_) if tick == deadline => return,
+            _ => {}
         }
     }
 }
