@@ -51,6 +51,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/chats.js"),
     },
     Asset {
+        name: "customers.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../assets/customers.css"),
+    },
+    Asset {
         name: "LICENSE-htmx.txt",
         content_type: "text/plain; charset=utf-8",
         body: include_bytes!("../assets/LICENSE-htmx.txt"),

@@ -386,6 +386,8 @@ pub struct MsgView {
     /// `received` | `sent` | `unsent` | `failed` | `uncertain`.
     delivery: String,
     delivery_error: String,
+    /// A line the desk wrote itself (direction `system`, e.g. a passcode link).
+    system: Option<super::customers::SystemLine>,
 }
 
 impl MsgView {
@@ -457,6 +459,8 @@ impl MsgView {
         MsgView {
             id: m.id,
             incoming: m.direction == "in",
+            system: (m.direction == "system")
+                .then(|| super::customers::SystemLine::new(&details, m.text.as_deref())),
             body,
             agent: m.agent_name.unwrap_or_default(),
             time: short(m.created_at, tz),

@@ -21,6 +21,7 @@
 //! embedded asset.
 
 pub mod chats;
+pub mod customers;
 pub mod line_settings;
 pub mod login;
 pub mod users;
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(line_settings::router())
         .merge(chats::router())
+        .merge(customers::router())
         .merge(crate::assets::router())
         .layer(Extension(LoginThrottle::default()))
 }
