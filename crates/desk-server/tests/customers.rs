@@ -222,21 +222,21 @@ async fn link_by_the_api_and_find_the_chat_by_every_customer_field() {
         let code = enc(&format!("#C{id}"));
         assert_eq!(
             chats(&d, &format!("customer_id={id}")).await,
-            [u1.clone()],
+            [u1.as_str()],
             "{b:?}"
         );
         assert_eq!(
             chats(&d, &format!("customer_id={code}")).await,
-            [u1.clone()]
+            [u1.as_str()]
         );
         assert_eq!(
             chats(&d, &format!("customer_name={}", enc("花子"))).await,
-            [u1.clone()]
+            [u1.as_str()]
         );
-        assert_eq!(chats(&d, "phone=090-1234-5678").await, [u1.clone()]);
-        assert_eq!(chats(&d, "phone=09012345678").await, [u1.clone()]);
-        assert_eq!(chats(&d, "registered=true").await, [u1.clone()]);
-        assert_eq!(chats(&d, "registered=false").await, [u2.clone()]);
+        assert_eq!(chats(&d, "phone=090-1234-5678").await, [u1.as_str()]);
+        assert_eq!(chats(&d, "phone=09012345678").await, [u1.as_str()]);
+        assert_eq!(chats(&d, "registered=true").await, [u1.as_str()]);
+        assert_eq!(chats(&d, "registered=false").await, [u2.as_str()]);
         let c = d.get(&format!("/api/v1/customers/{id}")).await;
         assert_eq!(c["line_users"], json!([u1]));
         assert_eq!(c["conversations"][0]["id"], c1);

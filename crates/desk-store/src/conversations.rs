@@ -70,11 +70,15 @@ impl Store {
                 q.push(" AND c.customer_id = ").push_bind(id);
             }
             if let Some(name) = &f.customer_name {
+                // A subquery, not a filter on the joined row: SQLite then finds the few
+                // matching customers first instead of probing one per chat (docs/benchmarks.md).
                 let key = crate::customers::name_key(name);
-                q.push(" AND cu.name_key LIKE ").push_bind(format!("%{}%", escape_like(&key))).push(" ESCAPE '\\'");
+                q.push(" AND c.customer_id IN (SELECT id FROM customers WHERE name_key LIKE ")
+                    .push_bind(format!("%{}%", escape_like(&key))).push(" ESCAPE '\\')");
             }
             if let Some(digits) = &f.phone_digits {
-                q.push(" AND cu.phone_digits LIKE ").push_bind(format!("%{}%", escape_like(digits))).push(" ESCAPE '\\'");
+                q.push(" AND c.customer_id IN (SELECT id FROM customers WHERE phone_digits LIKE ")
+                    .push_bind(format!("%{}%", escape_like(digits))).push(" ESCAPE '\\')");
             }
             match f.registered {
                 Some(true) => { q.push(" AND c.customer_id IS NOT NULL"); }
@@ -94,7 +98,10 @@ impl Store {
                     .push(" AND c.id < ").push_bind(id).push("))");
             }
             q.push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ").push_bind(f.limit.clamp(1, 500));
-            q.build_query_as::<ConversationRow>().fetch_all(p).await
+            // A part-of search is planned with its pattern every time (not as a cached generic
+            // plan, which on PostgreSQL cannot use the trigram indexes).
+            let part_of = f.customer_name.is_some() || f.phone_digits.is_some();
+            q.build_query_as::<ConversationRow>().persistent(!part_of).fetch_all(p).await
         })?;
         Ok(rows)
     }

@@ -277,7 +277,10 @@ impl Store {
                 q.push(" AND id < ").push_bind(before);
             }
             q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit.clamp(1, 500));
-            q.build_query_as::<CustomerRow>().fetch_all(p).await
+            // Planned with its pattern every time: a cached generic plan cannot use
+            // PostgreSQL's trigram indexes (docs/benchmarks.md).
+            let part_of = f.name.is_some() || f.phone_digits.is_some();
+            q.build_query_as::<CustomerRow>().persistent(!part_of).fetch_all(p).await
         })?;
         Ok(rows)
     }

@@ -26,6 +26,9 @@ fn text_event(event_id: &str, user: &str, message_id: &str, text: &str, ts: i64)
     }
 }
 
+/// (action, field, old value, new value, at) of a history row.
+type HistoryLine = (String, Option<String>, Option<String>, Option<String>, i64);
+
 async fn stores() -> (tempfile::TempDir, Vec<Store>) {
     let dir = tempfile::tempdir().unwrap();
     let stores = testing::stores(dir.path()).await;
@@ -229,7 +232,7 @@ async fn every_change_is_in_the_history() {
         assert_eq!(c.tag_list(), ["VIP", "要注意"]);
         assert_eq!(c.updated_at, 2_000);
         let h = s.customer_history(id, 100).await.unwrap();
-        let rows: Vec<(String, Option<String>, Option<String>, Option<String>, i64)> = h
+        let rows: Vec<HistoryLine> = h
             .iter()
             .map(|h| {
                 (
