@@ -612,3 +612,22 @@ impl Sse {
         }
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_customer_endpoints() {
+    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let doc = d.get("/api/v1/openapi.json").await;
+    for (path, method) in [
+        ("/customers", "get"),
+        ("/customers", "post"),
+        ("/customers/{id}", "patch"),
+        ("/customers/{id}", "delete"),
+        ("/customers/{id}/history", "get"),
+        ("/customers/{id}/line-passcode", "post"),
+        ("/conversations/{id}/customer", "put"),
+        ("/conversations/{id}/customer", "delete"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+    assert!(doc["components"]["schemas"]["Customer"]["properties"]["line_users"].is_object());
+}
