@@ -99,10 +99,41 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         emulator.follow(name, Some(user_id)).await.ok();
         let _ = emulator.send_text(user_id, LINES[i % LINES.len()]).await;
     }
+    seed_crm(&store, admin.id).await?;
     if args.chatter_secs > 0 {
         tokio::spawn(chatter(emulator, args.chatter_secs));
     }
     tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// A few CRM customers, the first linked to 山田 花子's chat (once: a second run finds them).
+async fn seed_crm(store: &desk_store::Store, admin_id: i64) -> anyhow::Result<()> {
+    use desk_store::customers::{CustomerFields, CustomerFilter};
+    let now = desk_core::Clock::now_ms(&desk_core::SystemClock);
+    if !store.list_customers(&CustomerFilter { limit: 1, ..Default::default() }).await?.is_empty() {
+        return Ok(());
+    }
+    let people = [
+        ("山田 花子", "090-1234-5678", "hanako@example.jp", vec!["VIP".to_owned()]),
+        ("鈴木 一郎", "03-5555-0101", "", vec![]),
+        ("佐々木 陽子", "080-2222-3333", "", vec!["法人".to_owned()]),
+    ];
+    let mut first = None;
+    for (name, phone, email, tags) in people {
+        let fields = CustomerFields {
+            name: name.into(),
+            phone: phone.into(),
+            email: email.into(),
+            notes: String::new(),
+            tags,
+        };
+        let id = store.create_customer(&fields, Some(admin_id), now).await?;
+        first.get_or_insert(id);
+    }
+    if let (Some(customer), Some(chat)) = (first, store.conversation_by_line_user(CUSTOMERS[0].0).await?) {
+        store.link_conversation(chat.id, customer, Some(admin_id), now).await?;
+    }
     Ok(())
 }
 
