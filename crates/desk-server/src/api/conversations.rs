@@ -70,7 +70,8 @@ pub struct ListQuery {
     pub after: Option<String>,
 }
 
-fn non_empty(s: &Option<String>) -> Option<&str> {
+/// A query field as typed, trimmed; empty counts as absent.
+pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 

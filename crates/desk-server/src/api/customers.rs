@@ -20,6 +20,7 @@ use desk_store::customers::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::conversations::non_empty;
 use super::views::{AgentView, ConversationView};
 use crate::auth::AuthUser;
 use crate::error::ApiResult;
@@ -232,10 +233,6 @@ pub struct SearchQuery {
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub before: Option<String>,
-}
-
-fn non_empty(s: &Option<String>) -> Option<&str> {
-    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 impl SearchQuery {
