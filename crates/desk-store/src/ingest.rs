@@ -7,7 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::{Change, Result, Store, Tx, exec_tx, on_tx};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+
+use crate::{Change, Db, Result, Store, Tx, TxInner, exec_tx, on_tx};
 
 /// One webhook event, already parsed and reduced to what the desk acts on.
 #[derive(Clone, Debug)]
@@ -80,30 +82,32 @@ impl Store {
     /// ([`ingest_run`]); follow, unfollow and old-shape events (no `webhookEventId`) go one
     /// by one between the runs, so their order against the same user's messages is kept.
     pub async fn ingest(&self, events: &[InboundEvent], now_ms: i64) -> Result<IngestOutcome> {
-        let mut tx = self.begin().await?;
-        let mut outcome = IngestOutcome::default();
-        let mut changes = Vec::new();
-        let mut rest = events;
-        while let Some(first) = rest.first() {
-            let run = rest.iter().take_while(|e| set_based(e)).count();
-            if run > 0 {
-                let stored =
-                    ingest_run(&mut tx, &rest[..run], now_ms, &mut outcome, &mut changes).await?;
-                outcome.stored += stored;
-                outcome.duplicates += run - stored;
-                rest = &rest[run..];
-            } else {
-                if ingest_one(&mut tx, first, now_ms, &mut outcome, &mut changes).await? {
-                    outcome.stored += 1;
-                } else {
-                    outcome.duplicates += 1;
-                }
-                rest = &rest[1..];
+        ingest_in(self.begin().await?, events, now_ms).await
+    }
+
+    /// A writer for the webhook's batches (see [`IngestWriter`]).
+    pub fn ingest_writer(&self) -> IngestWriter {
+        let own = match &self.db {
+            Db::Sqlite(p) => {
+                let opts = p.connect_options();
+                let name = opts.get_filename().to_string_lossy();
+                // An in-memory database is only shared through the pool's connections.
+                let in_memory = name == ":memory:" || name.starts_with("file:sqlx-in-memory");
+                (!in_memory).then(|| {
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .min_connections(0)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                        .connect_lazy_with((*opts).clone())
+                })
             }
+            Db::Postgres(_) => None,
+        };
+        IngestWriter {
+            store: self.clone(),
+            own,
         }
-        tx.announce(changes);
-        tx.commit().await?;
-        Ok(outcome)
     }
 
     /// [`Store::ingest`] the slow way, each event by its own statements: the reference the
@@ -124,6 +128,58 @@ impl Store {
         tx.commit().await?;
         Ok(outcome)
     }
+}
+
+/// Stores batches like [`Store::ingest`]. On SQLite it keeps a connection of its own (same
+/// options: WAL, synchronous=FULL), so its page cache stays warm from one batch to the
+/// next: SQLite drops a connection's whole cache when another connection wrote since it was
+/// last used, and the pool hands out its idle connections in turn. On PostgreSQL it uses
+/// the pool.
+#[derive(Clone)]
+pub struct IngestWriter {
+    store: Store,
+    own: Option<SqlitePool>,
+}
+
+impl IngestWriter {
+    pub async fn ingest(&self, events: &[InboundEvent], now_ms: i64) -> Result<IngestOutcome> {
+        let tx = match &self.own {
+            Some(p) => Tx {
+                inner: TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+                changes: Vec::new(),
+                notifier: self.store.notifier.clone(),
+            },
+            None => self.store.begin().await?,
+        };
+        ingest_in(tx, events, now_ms).await
+    }
+}
+
+/// [`Store::ingest`] in `tx`, which it commits.
+async fn ingest_in(mut tx: Tx, events: &[InboundEvent], now_ms: i64) -> Result<IngestOutcome> {
+    let mut outcome = IngestOutcome::default();
+    let mut changes = Vec::new();
+    let mut rest = events;
+    while let Some(first) = rest.first() {
+        let run = rest.iter().take_while(|e| set_based(e)).count();
+        if run > 0 {
+            let stored =
+                ingest_run(&mut tx, &rest[..run], now_ms, &mut outcome, &mut changes).await?;
+            outcome.stored += stored;
+            outcome.duplicates += run - stored;
+            rest = &rest[run..];
+        } else {
+            if ingest_one(&mut tx, first, now_ms, &mut outcome, &mut changes).await? {
+                outcome.stored += 1;
+            } else {
+                outcome.duplicates += 1;
+            }
+            rest = &rest[1..];
+        }
+    }
+    tx.announce(changes);
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 /// Whether an event may be stored in a set-based run: it has an event id to dedupe on and
@@ -288,8 +344,12 @@ async fn ingest_run(
                     .push_bind(m.reply_token.as_deref())
                     .push_bind(ev.timestamp);
             });
+            // Only texts that may be passcodes come back: every passcode has an at sign
+            // ('@', full-width '＠' or small '﹫'; desk_core::passcode::parse_candidate).
             qb.push(" ON CONFLICT (line_message_id) DO NOTHING
-                      RETURNING id, conversation_id, media_state, CASE WHEN type = 'text' THEN text END");
+                      RETURNING id, conversation_id, media_state,
+                                CASE WHEN type = 'text' AND (text LIKE '%@%' OR text LIKE '%＠%' OR text LIKE '%﹫%')
+                                     THEN text END");
             qb.build_query_as().fetch_all(c).await
         })?;
         inserted.extend(rows);

@@ -22,6 +22,13 @@ fn message(event_id: Option<&str>, user: Option<&str>, mid: Option<&str>, ts: i6
     }
 }
 
+fn with_text(mut ev: InboundEvent, text: &str) -> InboundEvent {
+    if let InboundAction::Message(m) = &mut ev.action {
+        m.text = Some(text.into());
+    }
+    ev
+}
+
 fn image(event_id: &str, user: &str, mid: &str, ts: i64) -> InboundEvent {
     let mut ev = message(Some(event_id), Some(user), Some(mid), ts);
     if let InboundAction::Message(m) = &mut ev.action {
@@ -88,6 +95,7 @@ struct Snapshot {
     events: Vec<(Option<String>, String, Option<String>, i64, i64, String)>,
     profile_jobs: Vec<(String, i64, i64)>,
     content_jobs: Vec<(Option<String>, i64, i64)>,
+    passcode_jobs: Vec<(Option<String>, i64, i64)>,
     jobs: i64,
 }
 
@@ -113,7 +121,11 @@ async fn snapshot(s: &Store) -> Snapshot {
             content_jobs: sqlx::query_as(
                 "SELECT m.line_message_id, j.next_at, j.attempts FROM jobs j
                  JOIN messages m ON m.id = j.target_id WHERE j.kind = 'content'
-                 ORDER BY m.line_message_id").fetch_all(p).await.unwrap(),
+                 ORDER BY COALESCE(m.line_message_id, '')").fetch_all(p).await.unwrap(),
+            passcode_jobs: sqlx::query_as(
+                "SELECT m.line_message_id, j.next_at, j.attempts FROM jobs j
+                 JOIN messages m ON m.id = j.target_id WHERE j.kind = 'passcode'
+                 ORDER BY COALESCE(m.line_message_id, '')").fetch_all(p).await.unwrap(),
             jobs: sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(p).await.unwrap(),
         }
     }.await)
@@ -187,19 +199,31 @@ async fn a_mixed_batch_is_stored_as_its_events_one_by_one() {
             // Old shape (no event id), twice: unblocks Uc once.
             message(None, Some("Uc"), Some("m7"), 2_400),
             message(None, Some("Uc"), Some("m7"), 2_400),
-            // A new user, one message without a LINE message id.
-            message(Some("E7"), Some("Ud"), Some("m8"), 2_500),
-            message(Some("E8"), Some("Ud"), None, 2_501),
+            // A new user: a passcode, a text with an at sign that is none, and a full-width
+            // passcode without a LINE message id.
+            with_text(
+                message(Some("E7"), Some("Ud"), Some("m8"), 2_500),
+                " @123-456 ",
+            ),
+            with_text(
+                message(Some("E7b"), Some("Ud"), Some("m8b"), 2_500),
+                "mail @ home",
+            ),
+            with_text(
+                message(Some("E8"), Some("Ud"), None, 2_501),
+                "＠１２３４５６",
+            ),
             // Ub blocks last, after its messages.
             unfollow("U2", "Ub", 2_600),
             message(Some("E9"), Some("Ua"), Some("m9"), 2_700),
             // The same event again after the block: a duplicate, no unblock.
             message(Some("E5"), Some("Ub"), Some("m3"), 2_200),
         ];
-        let got = batched.ingest(&batch, 5_000).await.unwrap();
+        // Through the webhook's writer (its own connection on SQLite).
+        let got = batched.ingest_writer().ingest(&batch, 5_000).await.unwrap();
         let want = one_by_one(&single, &batch, 5_000).await;
         assert_eq!(got, want, "{b}");
-        assert_eq!((got.stored, got.duplicates), (15, 4), "{b}");
+        assert_eq!((got.stored, got.duplicates), (16, 4), "{b}");
         let (x, y) = (snapshot(&batched).await, snapshot(&single).await);
         assert_eq!(x, y, "{b}");
 
@@ -217,10 +241,12 @@ async fn a_mixed_batch_is_stored_as_its_events_one_by_one() {
             "{b}: Ub"
         );
         assert_eq!((uc.1, uc.4), (1, false), "{b}: Uc");
-        assert_eq!((ud.1, ud.2, ud.5), (2, 2_501, 5_000), "{b}: Ud");
-        assert_eq!(x.messages.len(), 9, "{b}");
-        assert_eq!(x.events.len(), 18, "{b}");
+        assert_eq!((ud.1, ud.2, ud.5), (3, 2_501, 5_000), "{b}: Ud");
+        assert_eq!(x.messages.len(), 10, "{b}");
+        assert_eq!(x.events.len(), 19, "{b}");
         assert_eq!(x.content_jobs.len(), 1, "{b}");
+        let passcodes: Vec<Option<&str>> = x.passcode_jobs.iter().map(|j| j.0.as_deref()).collect();
+        assert_eq!(passcodes, [None, Some("m8")], "{b}");
         let profiles: Vec<&str> = x.profile_jobs.iter().map(|j| j.0.as_str()).collect();
         assert_eq!(profiles, ["Ua", "Ub", "Uc", "Ud"], "{b}");
     }
