@@ -75,24 +75,31 @@ fn postback(event_id: &str, user: &str, ts: i64) -> InboundEvent {
     other(event_id, "postback", user, ts, InboundAction::Ignore)
 }
 
+/// A conversation: user, unread, last message, status, blocked, created, updated, profile.
+type ConversationRow = (String, i64, i64, String, bool, i64, i64, String);
+/// A message: user, direction, type, text, payload, LINE id, media, delivery, token, time.
+type MessageRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    i64,
+);
+/// A raw event: event id, type, user, timestamp, received, raw.
+type EventRow = (Option<String>, String, Option<String>, i64, i64, String);
+
 /// Everything ingest writes, by natural keys (ids differ: PostgreSQL spends identity
 /// values on conflicting inserts).
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
-    conversations: Vec<(String, i64, i64, String, bool, i64, i64, String)>,
-    messages: Vec<(
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-        String,
-        Option<String>,
-        i64,
-    )>,
-    events: Vec<(Option<String>, String, Option<String>, i64, i64, String)>,
+    conversations: Vec<ConversationRow>,
+    messages: Vec<MessageRow>,
+    events: Vec<EventRow>,
     profile_jobs: Vec<(String, i64, i64)>,
     content_jobs: Vec<(Option<String>, i64, i64)>,
     passcode_jobs: Vec<(Option<String>, i64, i64)>,
