@@ -250,8 +250,8 @@ async fn writer(
     wakeup: Arc<Notify>,
     rx: Arc<Mutex<mpsc::Receiver<Batch>>>,
 ) {
-    // On SQLite a connection of its own, whose page cache stays warm between batches.
-    let store = store.ingest_writer();
+    // On SQLite a connection of its own (see IngestWriter).
+    let mut store = store.ingest_writer();
     loop {
         let mut batches = Vec::new();
         {

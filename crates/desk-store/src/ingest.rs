@@ -7,9 +7,49 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-use crate::{Change, Db, Result, Store, Tx, TxInner, exec_tx, on_tx};
+use crate::{Change, Db, Result, Store, Tx, TxInner};
+
+/// The connection ingest writes on: inside a [`Tx`], or the [`IngestWriter`]'s own.
+enum Conn<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+impl<'a> Conn<'a> {
+    fn of(tx: &'a mut Tx) -> Conn<'a> {
+        match &mut tx.inner {
+            TxInner::Sqlite(t) => Conn::Sqlite(t),
+            TxInner::Postgres(t) => Conn::Postgres(t),
+        }
+    }
+}
+
+/// Like `on_tx!` on a [`Conn`]: `$c` is the backend's `&mut` connection.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            Conn::Sqlite(conn) => {
+                let $c = &mut **conn;
+                $body
+            }
+            Conn::Postgres(conn) => {
+                let $c = &mut **conn;
+                $body
+            }
+        }
+    };
+}
+
+/// Like `exec_tx!` on a [`Conn`]: the `Result` of the number of rows affected.
+macro_rules! exec_conn {
+    ($conn:expr, $c:ident => $query:expr) => {
+        on_conn!($conn, $c => $query.execute($c).await.map(|r| r.rows_affected()))
+    };
+}
 
 /// One webhook event, already parsed and reduced to what the desk acts on.
 #[derive(Clone, Debug)]
@@ -82,31 +122,40 @@ impl Store {
     /// ([`ingest_run`]); follow, unfollow and old-shape events (no `webhookEventId`) go one
     /// by one between the runs, so their order against the same user's messages is kept.
     pub async fn ingest(&self, events: &[InboundEvent], now_ms: i64) -> Result<IngestOutcome> {
-        ingest_in(self.begin().await?, events, now_ms).await
+        let mut tx = self.begin().await?;
+        let mut outcome = IngestOutcome::default();
+        let mut changes = Vec::new();
+        ingest_events(
+            &mut Conn::of(&mut tx),
+            events,
+            now_ms,
+            &mut outcome,
+            &mut changes,
+        )
+        .await?;
+        tx.announce(changes);
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// A writer for the webhook's batches (see [`IngestWriter`]).
     pub fn ingest_writer(&self) -> IngestWriter {
-        let own = match &self.db {
+        let sqlite = match &self.db {
             Db::Sqlite(p) => {
                 let opts = p.connect_options();
                 let name = opts.get_filename().to_string_lossy();
                 // An in-memory database is only shared through the pool's connections.
                 let in_memory = name == ":memory:" || name.starts_with("file:sqlx-in-memory");
-                (!in_memory).then(|| {
-                    SqlitePoolOptions::new()
-                        .max_connections(1)
-                        .min_connections(0)
-                        .idle_timeout(None)
-                        .max_lifetime(None)
-                        .connect_lazy_with((*opts).clone())
+                (!in_memory).then(|| OwnConnection {
+                    opts: (*opts).clone(),
+                    conn: None,
                 })
             }
             Db::Postgres(_) => None,
         };
         IngestWriter {
             store: self.clone(),
-            own,
+            sqlite,
         }
     }
 
@@ -117,8 +166,9 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut outcome = IngestOutcome::default();
         let mut changes = Vec::new();
+        let mut c = Conn::of(&mut tx);
         for ev in events {
-            if ingest_one(&mut tx, ev, now_ms, &mut outcome, &mut changes).await? {
+            if ingest_one(&mut c, ev, now_ms, &mut outcome, &mut changes).await? {
                 outcome.stored += 1;
             } else {
                 outcome.duplicates += 1;
@@ -130,46 +180,72 @@ impl Store {
     }
 }
 
-/// Stores batches like [`Store::ingest`]. On SQLite it keeps a connection of its own (same
-/// options: WAL, synchronous=FULL), so its page cache stays warm from one batch to the
-/// next: SQLite drops a connection's whole cache when another connection wrote since it was
-/// last used, and the pool hands out its idle connections in turn. On PostgreSQL it uses
-/// the pool.
-#[derive(Clone)]
+/// Stores batches like [`Store::ingest`], for the webhook's writer.
+///
+/// On SQLite it keeps a connection of its own (opened with the pool's options: WAL,
+/// synchronous=FULL) and runs `BEGIN IMMEDIATE` … `COMMIT` on it directly. A pooled
+/// connection costs two round trips to its thread per batch (sqlx pings it when it goes
+/// back to the pool, and the pool hands out its idle connections in turn), and SQLite
+/// drops a connection's whole page cache whenever another connection wrote since it was
+/// last used; this one stays warm. On PostgreSQL (and in-memory SQLite) it uses the pool.
 pub struct IngestWriter {
     store: Store,
-    own: Option<SqlitePool>,
+    sqlite: Option<OwnConnection>,
+}
+
+struct OwnConnection {
+    opts: SqliteConnectOptions,
+    /// Opened on first use; taken out while a batch is written, so a batch that fails
+    /// (or is abandoned) closes it, which rolls its transaction back.
+    conn: Option<SqliteConnection>,
 }
 
 impl IngestWriter {
-    pub async fn ingest(&self, events: &[InboundEvent], now_ms: i64) -> Result<IngestOutcome> {
-        let tx = match &self.own {
-            Some(p) => Tx {
-                inner: TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-                changes: Vec::new(),
-                notifier: self.store.notifier.clone(),
-            },
-            None => self.store.begin().await?,
+    pub async fn ingest(&mut self, events: &[InboundEvent], now_ms: i64) -> Result<IngestOutcome> {
+        let Some(own) = &mut self.sqlite else {
+            return self.store.ingest(events, now_ms).await;
         };
-        ingest_in(tx, events, now_ms).await
+        let mut conn = match own.conn.take() {
+            Some(conn) => conn,
+            None => own.opts.connect().await?,
+        };
+        let mut outcome = IngestOutcome::default();
+        let mut changes = Vec::new();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+        ingest_events(
+            &mut Conn::Sqlite(&mut conn),
+            events,
+            now_ms,
+            &mut outcome,
+            &mut changes,
+        )
+        .await?;
+        sqlx::query("COMMIT").execute(&mut conn).await?;
+        own.conn = Some(conn);
+        // What `Tx::commit` does on SQLite: announce in this instance once committed.
+        self.store.notifier.publish(changes);
+        Ok(outcome)
     }
 }
 
-/// [`Store::ingest`] in `tx`, which it commits.
-async fn ingest_in(mut tx: Tx, events: &[InboundEvent], now_ms: i64) -> Result<IngestOutcome> {
-    let mut outcome = IngestOutcome::default();
-    let mut changes = Vec::new();
+/// Stores `events` in order on `c`, inside the caller's transaction.
+async fn ingest_events(
+    c: &mut Conn<'_>,
+    events: &[InboundEvent],
+    now_ms: i64,
+    outcome: &mut IngestOutcome,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
     let mut rest = events;
     while let Some(first) = rest.first() {
         let run = rest.iter().take_while(|e| set_based(e)).count();
         if run > 0 {
-            let stored =
-                ingest_run(&mut tx, &rest[..run], now_ms, &mut outcome, &mut changes).await?;
+            let stored = ingest_run(c, &rest[..run], now_ms, outcome, changes).await?;
             outcome.stored += stored;
             outcome.duplicates += run - stored;
             rest = &rest[run..];
         } else {
-            if ingest_one(&mut tx, first, now_ms, &mut outcome, &mut changes).await? {
+            if ingest_one(c, first, now_ms, outcome, changes).await? {
                 outcome.stored += 1;
             } else {
                 outcome.duplicates += 1;
@@ -177,9 +253,7 @@ async fn ingest_in(mut tx: Tx, events: &[InboundEvent], now_ms: i64) -> Result<I
             rest = &rest[1..];
         }
     }
-    tx.announce(changes);
-    tx.commit().await?;
-    Ok(outcome)
+    Ok(())
 }
 
 /// Whether an event may be stored in a set-based run: it has an event id to dedupe on and
@@ -208,7 +282,7 @@ struct UserRun<'a> {
 /// Stores a run of [`set_based`] events with a few multi-row statements; returns how many
 /// were new. The effect is that of [`ingest_one`] on each event in order.
 async fn ingest_run(
-    tx: &mut Tx,
+    c: &mut Conn<'_>,
     run: &[InboundEvent],
     now: i64,
     outcome: &mut IngestOutcome,
@@ -223,7 +297,7 @@ async fn ingest_run(
         .collect();
     let mut new_ids: Vec<String> = Vec::with_capacity(firsts.len());
     for chunk in firsts.chunks(MAX_BINDS / 6) {
-        let ids: Vec<String> = on_tx!(tx, c => {
+        let ids: Vec<String> = on_conn!(c, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO webhook_events (webhook_event_id, event_type, line_user_id, timestamp, received_at, raw) ",
             );
@@ -285,7 +359,7 @@ async fn ingest_run(
     let mut jobs: Vec<(&'static str, i64)> = Vec::new();
     let mut chats: Vec<(i64, String, i64)> = Vec::with_capacity(users.len());
     for chunk in users.chunks(MAX_BINDS / 5) {
-        let rows: Vec<(i64, String, i64)> = on_tx!(tx, c => {
+        let rows: Vec<(i64, String, i64)> = on_conn!(c, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO conversations (line_user_id, unread_count, last_message_at, created_at, updated_at) ",
             );
@@ -327,7 +401,7 @@ async fn ingest_run(
     });
     let mut inserted: Vec<(i64, i64, String, Option<String>)> = Vec::with_capacity(messages.len());
     for chunk in messages.chunks(MAX_BINDS / 8) {
-        let rows: Vec<(i64, i64, String, Option<String>)> = on_tx!(tx, c => {
+        let rows: Vec<(i64, i64, String, Option<String>)> = on_conn!(c, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (conversation_id, direction, type, text, payload, line_message_id,
                                        media_state, delivery, reply_token, created_at) ",
@@ -379,7 +453,7 @@ async fn ingest_run(
     for u in users.iter().filter(|u| u.inserted < u.events) {
         // Another event carried the same LINE message (never seen from LINE itself, but
         // SDK fixtures do it): keep the event raw, count the message once.
-        exec_tx!(tx, c => sqlx::query(
+        exec_conn!(c, c => sqlx::query(
             "UPDATE conversations SET unread_count = unread_count - $2 WHERE id = $1")
             .bind(u.conversation_id).bind(u.events - u.inserted))?;
     }
@@ -387,7 +461,7 @@ async fn ingest_run(
     // 5. Profiles of new chats and content of media messages, fetched after the 200.
     outcome.scheduled_jobs |= !jobs.is_empty();
     for chunk in jobs.chunks(MAX_BINDS / 3) {
-        on_tx!(tx, c => {
+        on_conn!(c, c => {
             let mut qb = sqlx::QueryBuilder::new("INSERT INTO jobs (kind, target_id, next_at) ");
             qb.push_values(chunk, |mut b, (kind, target)| {
                 b.push_bind(*kind).push_bind(*target).push_bind(now);
@@ -401,7 +475,7 @@ async fn ingest_run(
 
 /// Returns false when the event was already stored.
 async fn ingest_one(
-    tx: &mut Tx,
+    c: &mut Conn<'_>,
     ev: &InboundEvent,
     now: i64,
     outcome: &mut IngestOutcome,
@@ -412,14 +486,14 @@ async fn ingest_one(
         && let InboundAction::Message(m) = &ev.action
         && let Some(mid) = &m.line_message_id
     {
-        let seen: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+        let seen: Option<i64> = on_conn!(c, c => sqlx::query_scalar(
             "SELECT id FROM messages WHERE line_message_id = $1")
             .bind(mid).fetch_optional(c).await)?;
         if seen.is_some() {
             return Ok(false);
         }
     }
-    let inserted = exec_tx!(tx, c => sqlx::query(
+    let inserted = exec_conn!(c, c => sqlx::query(
         "INSERT INTO webhook_events (webhook_event_id, event_type, line_user_id, timestamp, received_at, raw)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (webhook_event_id) DO NOTHING")
         .bind(&ev.webhook_event_id).bind(&ev.event_type).bind(&ev.line_user_id)
@@ -435,7 +509,7 @@ async fn ingest_one(
             // One statement creates the chat or brings it up to date. The status CASE is
             // desk_core::status::status_after_customer_message (C5) in SQL, so a 完了 chat
             // turns 未読 atomically even while an agent presses a button at the same time.
-            let (conv_id, created_at): (i64, i64) = on_tx!(tx, c => sqlx::query_as(
+            let (conv_id, created_at): (i64, i64) = on_conn!(c, c => sqlx::query_as(
                 "INSERT INTO conversations (line_user_id, unread_count, last_message_at, created_at, updated_at)
                  VALUES ($1, 1, $2, $3, $3)
                  ON CONFLICT (line_user_id) DO UPDATE SET
@@ -449,11 +523,11 @@ async fn ingest_one(
                 .bind(user).bind(ev.timestamp).bind(now)
                 .fetch_one(c).await)?;
             if created_at == now {
-                schedule_job(tx, JOB_PROFILE, conv_id, now).await?;
+                schedule_job(c, JOB_PROFILE, conv_id, now).await?;
                 outcome.scheduled_jobs = true;
             }
             let media_state = if m.fetch_content { "pending" } else { "none" };
-            let msg_id: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+            let msg_id: Option<i64> = on_conn!(c, c => sqlx::query_scalar(
                 "INSERT INTO messages (conversation_id, direction, type, text, payload, line_message_id,
                                        media_state, delivery, reply_token, created_at)
                  VALUES ($1, 'in', $2, $3, $4, $5, $6, 'received', $7, $8)
@@ -464,16 +538,16 @@ async fn ingest_one(
             let Some(msg_id) = msg_id else {
                 // Another event carried the same LINE message (never seen from LINE itself,
                 // but SDK fixtures do it): keep the event raw, count the message once.
-                exec_tx!(tx, c => sqlx::query(
+                exec_conn!(c, c => sqlx::query(
                     "UPDATE conversations SET unread_count = unread_count - 1 WHERE id = $1").bind(conv_id))?;
                 return Ok(true);
             };
             if m.fetch_content {
-                schedule_job(tx, JOB_CONTENT, msg_id, now).await?;
+                schedule_job(c, JOB_CONTENT, msg_id, now).await?;
                 outcome.scheduled_jobs = true;
             }
             if passcode_attempt(&m.kind, m.text.as_deref()) {
-                schedule_job(tx, JOB_PASSCODE, msg_id, now).await?;
+                schedule_job(c, JOB_PASSCODE, msg_id, now).await?;
                 outcome.scheduled_jobs = true;
             }
             changes.push(Change::Message {
@@ -484,7 +558,7 @@ async fn ingest_one(
         }
         InboundAction::Follow { .. } => {
             // Following (again) brings the chat to the top and refreshes the display name.
-            let conv_id: i64 = on_tx!(tx, c => sqlx::query_scalar(
+            let conv_id: i64 = on_conn!(c, c => sqlx::query_scalar(
                 "INSERT INTO conversations (line_user_id, last_message_at, created_at, updated_at)
                  VALUES ($1, $2, $3, $3)
                  ON CONFLICT (line_user_id) DO UPDATE SET
@@ -495,12 +569,12 @@ async fn ingest_one(
                  RETURNING id")
                 .bind(user).bind(ev.timestamp).bind(now)
                 .fetch_one(c).await)?;
-            schedule_job(tx, JOB_PROFILE, conv_id, now).await?;
+            schedule_job(c, JOB_PROFILE, conv_id, now).await?;
             outcome.scheduled_jobs = true;
             changes.push(Change::Conversation { id: conv_id });
         }
         InboundAction::Unfollow => {
-            let conv_id: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(
+            let conv_id: Option<i64> = on_conn!(c, c => sqlx::query_scalar(
                 "UPDATE conversations SET blocked = TRUE, updated_at = $2 WHERE line_user_id = $1 RETURNING id")
                 .bind(user).bind(now).fetch_optional(c).await)?;
             if let Some(id) = conv_id {
@@ -513,8 +587,8 @@ async fn ingest_one(
 }
 
 /// Schedules (or reschedules at once) a background job; one per kind and target.
-pub(crate) async fn schedule_job(tx: &mut Tx, kind: &str, target_id: i64, at: i64) -> Result<()> {
-    exec_tx!(tx, c => sqlx::query(
+async fn schedule_job(c: &mut Conn<'_>, kind: &str, target_id: i64, at: i64) -> Result<()> {
+    exec_conn!(c, c => sqlx::query(
         "INSERT INTO jobs (kind, target_id, next_at) VALUES ($1, $2, $3)
          ON CONFLICT (kind, target_id) DO UPDATE SET next_at = excluded.next_at, attempts = 0")
         .bind(kind).bind(target_id).bind(at))?;

@@ -226,8 +226,7 @@ async fn a_mixed_batch_is_stored_as_its_events_one_by_one() {
             // The same event again after the block: a duplicate, no unblock.
             message(Some("E5"), Some("Ub"), Some("m3"), 2_200),
         ];
-        // Through the webhook's writer (its own connection on SQLite).
-        let got = batched.ingest_writer().ingest(&batch, 5_000).await.unwrap();
+        let got = batched.ingest(&batch, 5_000).await.unwrap();
         let want = one_by_one(&single, &batch, 5_000).await;
         assert_eq!(got, want, "{b}");
         assert_eq!((got.stored, got.duplicates), (16, 4), "{b}");
@@ -280,6 +279,8 @@ async fn random_batches_are_stored_as_their_events_one_by_one() {
         let b = backend(&batched);
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut sent: Vec<InboundEvent> = Vec::new();
+        // Through the webhook's writer (its own connection on SQLite), batch after batch.
+        let mut writer = batched.ingest_writer();
         for round in 0..16 {
             let now = 10_000 + round * 1_000;
             let n = 1 + rng.below(60) as usize;
@@ -321,7 +322,7 @@ async fn random_batches_are_stored_as_their_events_one_by_one() {
                 };
                 batch.push(ev);
             }
-            let got = batched.ingest(&batch, now).await.unwrap();
+            let got = writer.ingest(&batch, now).await.unwrap();
             let want = one_by_one(&single, &batch, now).await;
             assert_eq!(got, want, "{b}: round {round}");
             assert_eq!(
@@ -335,5 +336,35 @@ async fn random_batches_are_stored_as_their_events_one_by_one() {
             mark_done(&single, &closed).await;
             sent.extend(batch);
         }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_batch_leaves_nothing_and_the_writer_goes_on() {
+    let (_dirs, pairs) = store_pairs().await;
+    for (s, _) in pairs {
+        let b = backend(&s);
+        let mut writer = s.ingest_writer();
+        writer
+            .ingest(&[message(Some("E1"), Some("Ua"), Some("m1"), 1_000)], 1_000)
+            .await
+            .unwrap();
+        // The batch fails half-way: its messages are stored before the follow's job cannot be.
+        exec_db!(&s.db, p => sqlx::query("ALTER TABLE jobs RENAME TO jobs_away")).unwrap();
+        let failing = [
+            message(Some("E2"), Some("Ua"), Some("m2"), 2_000),
+            follow("F1", "Ub", 2_001),
+        ];
+        assert!(writer.ingest(&failing, 2_000).await.is_err(), "{b}");
+        exec_db!(&s.db, p => sqlx::query("ALTER TABLE jobs_away RENAME TO jobs")).unwrap();
+        let before = snapshot(&s).await;
+        assert_eq!(before.events.len(), 1, "{b}: rolled back");
+        assert_eq!(before.messages.len(), 1, "{b}: rolled back");
+        // LINE redelivers; now it goes through.
+        let again = writer.ingest(&failing, 3_000).await.unwrap();
+        assert_eq!((again.stored, again.duplicates), (2, 0), "{b}");
+        let after = snapshot(&s).await;
+        assert_eq!(after.messages.len(), 2, "{b}");
+        assert_eq!(after.conversations.len(), 2, "{b}");
     }
 }

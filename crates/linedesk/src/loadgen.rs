@@ -5,6 +5,7 @@
 //! moment the request was *due*, so a stalled desk shows up in p99 instead of silently
 //! slowing the generator down (no coordinated omission).
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,9 +65,17 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         let args = args.clone();
         tasks.push(tokio::spawn(async move {
             let mut res = WorkerResult::default();
-            let mut seq: u64 = 0;
+            let mut ids = Ids {
+                run: run_id,
+                worker: w as u16,
+                seq: 0,
+            };
+            let mut body = String::with_capacity(600 * per_request + 100);
             // Spread the workers' first sends over one period.
-            let mut due = start + period.map_or(Duration::ZERO, |p| p.mul_f64(w as f64 / args.connections as f64));
+            let mut due = start
+                + period.map_or(Duration::ZERO, |p| {
+                    p.mul_f64(w as f64 / args.connections as f64)
+                });
             loop {
                 if period.is_some() {
                     if due >= deadline {
@@ -79,12 +88,12 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
                         break;
                     }
                 }
-                let body = webhook_body(run_id, w as u64, &mut seq, per_request, args.users);
+                webhook_body(&mut body, &mut ids, per_request, args.users);
                 let signature = line_api::signature::sign(args.secret.as_bytes(), body.as_bytes());
                 let req = hyper::Request::post(&args.url)
                     .header("content-type", "application/json; charset=utf-8")
                     .header("x-line-signature", signature)
-                    .body(Full::new(Bytes::from(body)))
+                    .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
                     .expect("request");
                 match client.request(req).await {
                     Ok(resp) => {
@@ -125,7 +134,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let events = all.ok * per_request as u64;
     println!(
         "target: {} events/s, {} connections, {} event(s)/request, {} users, {:.1} s",
-        if args.rate == 0 { "max".to_string() } else { args.rate.to_string() },
+        if args.rate == 0 {
+            "max".to_string()
+        } else {
+            args.rate.to_string()
+        },
         args.connections,
         per_request,
         args.users,
@@ -149,24 +162,110 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A body of `n` unique text-message events in LINE's current shape.
-fn webhook_body(run: u32, worker: u64, seq: &mut u64, n: usize, users: u64) -> String {
+/// Ids in the shapes LINE uses, unique and increasing with time as LINE's are (a webhook
+/// event id is a ULID, a message id a long decimal number), so they land at the end of the
+/// desk's unique indexes as real traffic does.
+struct Ids {
+    run: u32,
+    worker: u16,
+    seq: u32,
+}
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+impl Ids {
+    /// The event id: 48 bits of milliseconds, then 80 bits that are unique in the run
+    /// (run, worker, sequence) where a ULID has random bits.
+    fn push_event_id(&self, out: &mut String, now_ms: u64) {
+        let low =
+            (u128::from(self.run) << 48) | (u128::from(self.worker) << 32) | u128::from(self.seq);
+        let v = (u128::from(now_ms & 0xFFFF_FFFF_FFFF) << 80) | low;
+        for i in (0..26).rev() {
+            out.push(CROCKFORD[((v >> (i * 5)) & 31) as usize] as char);
+        }
+    }
+
+    /// The message id: the time, then the run, the worker and its sequence.
+    fn push_message_id(&self, out: &mut String, now_ms: u64) {
+        let _ = write!(
+            out,
+            "{now_ms}{:05}{:05}{:010}",
+            self.run % 100_000,
+            self.worker,
+            self.seq
+        );
+    }
+}
+
+/// A body of `n` unique text-message events in LINE's current shape, written into `out`.
+fn webhook_body(out: &mut String, ids: &mut Ids, n: usize, users: u64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
-        .as_millis();
-    let mut events = Vec::with_capacity(n);
-    for _ in 0..n {
-        *seq += 1;
-        let unique = format!("{run:08x}{worker:04x}{:010x}", *seq);
-        let user = (worker * 7919 + *seq * 104_729) % users.max(1);
-        events.push(format!(
-            r#"{{"type":"message","mode":"active","timestamp":{now},"source":{{"type":"user","userId":"U{user:032x}"}},"webhookEventId":"LG{unique}","deliveryContext":{{"isRedelivery":false}},"replyToken":"{unique}","message":{{"id":"9{run}{worker:04}{seq:010}","type":"text","quoteToken":"q{unique}","text":"負荷試験のメッセージ {seq}"}}}}"#,
-            seq = *seq
-        ));
+        .as_millis() as u64;
+    out.clear();
+    out.push_str(r#"{"destination":"U00000000000000000000000000000000","events":["#);
+    for i in 0..n {
+        ids.seq += 1;
+        let user = (u64::from(ids.worker) * 7919 + u64::from(ids.seq) * 104_729) % users.max(1);
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            r#"{{"type":"message","mode":"active","timestamp":{now},"source":{{"type":"user","userId":"U{user:032x}"}},"webhookEventId":""#
+        );
+        ids.push_event_id(out, now);
+        let _ = write!(
+            out,
+            r#"","deliveryContext":{{"isRedelivery":false}},"replyToken":"{:08x}{:04x}{:020x}","message":{{"id":""#,
+            ids.run, ids.worker, ids.seq
+        );
+        ids.push_message_id(out, now);
+        let _ = write!(
+            out,
+            r#"","type":"text","quoteToken":"q{:08x}{:04x}{:010x}","text":"負荷試験のメッセージ {}"}}}}"#,
+            ids.run, ids.worker, ids.seq, ids.seq
+        );
     }
-    format!(
-        r#"{{"destination":"U00000000000000000000000000000000","events":[{}]}}"#,
-        events.join(",")
-    )
+    out.push_str("]}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_webhooks_whose_ids_are_unique_and_increasing() {
+        let mut ids = Ids {
+            run: 0xDEAD_BEEF,
+            worker: 7,
+            seq: 0,
+        };
+        let mut body = String::new();
+        let mut event_ids = Vec::new();
+        let mut message_ids = Vec::new();
+        for _ in 0..3 {
+            webhook_body(&mut body, &mut ids, 4, 1000);
+            let parsed = line_api::webhook::parse(body.as_bytes()).expect("a webhook body");
+            assert_eq!(parsed.events.len(), 4);
+            for p in parsed.events {
+                let id = p.event.webhook_event_id.clone().expect("an event id");
+                assert_eq!(id.len(), 26, "a ULID: {id}");
+                event_ids.push(id);
+                match &p.event.kind {
+                    line_api::webhook::EventKind::Message(m) => {
+                        message_ids.push(m.id().expect("a message id").to_owned())
+                    }
+                    other => panic!("not a message: {other:?}"),
+                }
+            }
+        }
+        for v in [&event_ids, &message_ids] {
+            let mut sorted = v.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(&sorted, v, "unique and in order");
+        }
+    }
 }
