@@ -28,8 +28,13 @@ fn to_event(notifier: &Notifier, n: &Numbered) -> Event {
     let (name, data) = match &n.change {
         desk_store::Change::Resync => ("resync", serde_json::json!({})),
         desk_store::Change::Settings => ("settings", serde_json::json!({})),
-        desk_store::Change::Conversation { id } => ("conversation", serde_json::json!({ "id": id })),
-        desk_store::Change::Message { conversation_id, id } => (
+        desk_store::Change::Conversation { id } => {
+            ("conversation", serde_json::json!({ "id": id }))
+        }
+        desk_store::Change::Message {
+            conversation_id,
+            id,
+        } => (
             "message",
             serde_json::json!({ "conversation_id": conversation_id, "id": id }),
         ),
@@ -49,9 +54,11 @@ async fn events(
     _user: AuthUser,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let last = headers
-        .get("last-event-id")
-        .map(|v| v.to_str().ok().and_then(|v| st.store.notifier.parse_event_id(v)));
+    let last = headers.get("last-event-id").map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| st.store.notifier.parse_event_id(v))
+    });
     let notifier = st.store.notifier.clone();
     let (rx, first): (_, Vec<Event>) = match last {
         Some(Some(seq)) => match notifier.subscribe_since(seq) {

@@ -72,7 +72,9 @@ async fn run_job(st: &AppState, job: Job) {
             st.metrics.fetch_failures.fetch_add(1, Relaxed);
             let backoff = (1000i64 << job.attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
             tracing::warn!(kind = %job.kind, target = job.target_id, attempts = job.attempts, %why, "fetch failed; will retry");
-            st.store.retry_job(job.id, st.now_ms() + backoff, &why).await
+            st.store
+                .retry_job(job.id, st.now_ms() + backoff, &why)
+                .await
         }
     };
     if let Err(e) = result {
@@ -96,7 +98,13 @@ async fn fetch_profile(st: &AppState, conversation_id: i64) -> Result<Outcome, S
     match client.profile(&user_id).await {
         Ok(p) => st
             .store
-            .set_profile(conversation_id, Some(&p.display_name), p.picture_url.as_deref(), "ok", now)
+            .set_profile(
+                conversation_id,
+                Some(&p.display_name),
+                p.picture_url.as_deref(),
+                "ok",
+                now,
+            )
             .await
             .map(|_| Outcome::Done)
             .map_err(|e| e.to_string()),

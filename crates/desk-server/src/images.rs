@@ -106,7 +106,11 @@ fn encode_within(
                 return Ok((out, "image/jpeg"));
             }
         }
-        img = img.resize(img.width() * 3 / 4, img.height() * 3 / 4, image::imageops::FilterType::Triangle);
+        img = img.resize(
+            img.width() * 3 / 4,
+            img.height() * 3 / 4,
+            image::imageops::FilterType::Triangle,
+        );
     }
 }
 
@@ -134,12 +138,21 @@ mod tests {
 
     #[test]
     fn a_non_image_or_a_broken_image_is_refused() {
-        assert_eq!(prepare(b"%PDF-1.4 not a picture").err(), Some(ImageError::NotAnImage));
-        assert_eq!(prepare(b"<svg xmlns='http://www.w3.org/2000/svg'/>").err(), Some(ImageError::NotAnImage));
+        assert_eq!(
+            prepare(b"%PDF-1.4 not a picture").err(),
+            Some(ImageError::NotAnImage)
+        );
+        assert_eq!(
+            prepare(b"<svg xmlns='http://www.w3.org/2000/svg'/>").err(),
+            Some(ImageError::NotAnImage)
+        );
         let mut broken = png(10, 10);
         broken.truncate(40);
         assert!(matches!(prepare(&broken), Err(ImageError::Unreadable(_))));
-        assert_eq!(prepare(&vec![0u8; MAX_UPLOAD_BYTES + 1]).err(), Some(ImageError::TooLarge));
+        assert_eq!(
+            prepare(&vec![0u8; MAX_UPLOAD_BYTES + 1]).err(),
+            Some(ImageError::TooLarge)
+        );
     }
 
     #[test]
@@ -152,10 +165,18 @@ mod tests {
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 100)
             .encode_image(&img)
             .unwrap();
-        assert!(jpeg.len() > MAX_ORIGINAL_BYTES && jpeg.len() < MAX_UPLOAD_BYTES, "{}", jpeg.len());
+        assert!(
+            jpeg.len() > MAX_ORIGINAL_BYTES && jpeg.len() < MAX_UPLOAD_BYTES,
+            "{}",
+            jpeg.len()
+        );
         let p = prepare(&jpeg).unwrap();
         assert_eq!(p.original_type, "image/jpeg");
-        assert!(p.original.len() <= MAX_ORIGINAL_BYTES, "{}", p.original.len());
+        assert!(
+            p.original.len() <= MAX_ORIGINAL_BYTES,
+            "{}",
+            p.original.len()
+        );
         assert!(p.preview.len() <= MAX_PREVIEW_BYTES);
     }
 }

@@ -6,8 +6,8 @@ pub mod assets;
 pub mod auth;
 pub mod csrf;
 pub mod error;
-pub mod fetcher;
 pub mod events;
+pub mod fetcher;
 pub mod health;
 pub mod i18n;
 pub mod images;
@@ -138,7 +138,10 @@ impl App {
             .merge(media_files::router())
             .nest("/api/v1", api::router())
             .merge(ui::router())
-            .layer(axum::middleware::from_fn_with_state(self.state.clone(), csrf::protect))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                csrf::protect,
+            ))
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(self.state.clone())
     }

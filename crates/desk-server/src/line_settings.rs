@@ -40,9 +40,9 @@ impl LineSettings {
             store.set_setting(KEY_TOKEN, t, now_ms).await?;
         }
         if let Some(m) = &config.line_mode {
-            let mode: Mode = m
-                .parse()
-                .map_err(|_| anyhow::anyhow!("LINEDESK_LINE_MODE must be reply or push, not {m:?}"))?;
+            let mode: Mode = m.parse().map_err(|_| {
+                anyhow::anyhow!("LINEDESK_LINE_MODE must be reply or push, not {m:?}")
+            })?;
             store.set_setting(KEY_MODE, mode.as_str(), now_ms).await?;
         }
         let settings = LineSettings {
@@ -73,9 +73,10 @@ impl LineSettings {
                 .and_then(|(m, _)| m.parse().ok())
                 .unwrap_or(Mode::Reply),
             channel_secret: secret.map(|(s, _)| s).filter(|s| !s.is_empty()),
-            client: token.map(|(t, _)| t).filter(|t| !t.is_empty()).map(|t| {
-                line_api::client::Client::new(&self.api_base, &self.data_api_base, &t)
-            }),
+            client: token
+                .map(|(t, _)| t)
+                .filter(|t| !t.is_empty())
+                .map(|t| line_api::client::Client::new(&self.api_base, &self.data_api_base, &t)),
             updated_at,
         };
         *self.current.write().expect("settings lock") = Arc::new(runtime);

@@ -50,7 +50,10 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let m = &st.metrics;
     let mut out = String::new();
     let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     };
     let _ = writeln!(
         out,
@@ -129,7 +132,10 @@ linedesk_outbox_oldest_age_seconds {age:.3}"
         );
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }
@@ -150,7 +156,11 @@ pub async fn flush_once(st: &AppState) {
         return;
     }
     let at = st.metrics.last_signature_failure_ms.load(Relaxed);
-    if let Err(e) = st.store.add_to_counter(SIGNATURE_FAILURES, n as i64, at).await {
+    if let Err(e) = st
+        .store
+        .add_to_counter(SIGNATURE_FAILURES, n as i64, at)
+        .await
+    {
         tracing::warn!(%e, "could not record signature failures; will retry");
         st.metrics
             .unflushed_signature_failures

@@ -36,7 +36,9 @@ const MAX_BACKOFF_MS: i64 = 5 * 60_000;
 pub async fn run(st: AppState) {
     if st.store.is_sqlite() {
         match st.store.clear_send_leases().await {
-            Ok(n) if n > 0 => tracing::info!(n, "sending resumes for chats a stopped desk left mid-send"),
+            Ok(n) if n > 0 => {
+                tracing::info!(n, "sending resumes for chats a stopped desk left mid-send")
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(%e, "could not clear old sending leases"),
         }
@@ -50,7 +52,8 @@ pub async fn run(st: AppState) {
             }
         };
         if worked == 0 {
-            let _ = tokio::time::timeout(Duration::from_millis(250), st.outbox_wakeup.notified()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(250), st.outbox_wakeup.notified()).await;
         }
     }
 }
@@ -59,7 +62,10 @@ pub async fn run(st: AppState) {
 pub async fn run_once(st: &AppState) -> anyhow::Result<usize> {
     let now = st.now_ms();
     let window = st.reply_window_ms();
-    let conversations = st.store.conversations_to_send(now, now - window, 64).await?;
+    let conversations = st
+        .store
+        .conversations_to_send(now, now - window, 64)
+        .await?;
     let n = conversations.len();
     let mut set = tokio::task::JoinSet::new();
     for id in conversations {
@@ -104,7 +110,13 @@ fn to_outgoing(st: &AppState, item: &OutboxItem) -> Outgoing {
                 .as_deref()
                 .and_then(|p| serde_json::from_str(p).ok())
                 .unwrap_or_default();
-            let url = |k: &str| format!("{}/media/{}", st.config.public_url, p[k].as_str().unwrap_or_default());
+            let url = |k: &str| {
+                format!(
+                    "{}/media/{}",
+                    st.config.public_url,
+                    p[k].as_str().unwrap_or_default()
+                )
+            };
             OutContent::Image {
                 original_url: url("original_key"),
                 preview_url: url("preview_key"),
@@ -156,9 +168,17 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
         .collect();
     if !interrupted.is_empty() {
         store
-            .mark_failed(conversation_id, &interrupted, "uncertain", UNCERTAIN_RESTART, st.now_ms())
+            .mark_failed(
+                conversation_id,
+                &interrupted,
+                "uncertain",
+                UNCERTAIN_RESTART,
+                st.now_ms(),
+            )
             .await?;
-        st.metrics.deliveries_failed.fetch_add(interrupted.len() as u64, Relaxed);
+        st.metrics
+            .deliveries_failed
+            .fetch_add(interrupted.len() as u64, Relaxed);
         items.retain(|i| !interrupted.contains(&i.message_id));
     }
     if items.is_empty() {
@@ -168,7 +188,11 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
     let Some(client) = line.client.clone() else {
         let ids: Vec<i64> = items.iter().map(|i| i.outbox_id).collect();
         store
-            .requeue(&ids, st.now_ms() + 30_000, Some("no Channel Access Token is set (LINE設定)"))
+            .requeue(
+                &ids,
+                st.now_ms() + 30_000,
+                Some("no Channel Access Token is set (LINE設定)"),
+            )
             .await?;
         return Ok(());
     };
@@ -202,7 +226,10 @@ async fn deliver_push(
     let store = &st.store;
     for item in items {
         let now = st.now_ms();
-        if item.next_attempt_at > now && item.state == "queued" && item.next_attempt_at < UNTIL_NEXT_TOKEN {
+        if item.next_attempt_at > now
+            && item.state == "queued"
+            && item.next_attempt_at < UNTIL_NEXT_TOKEN
+        {
             break; // waiting for its retry: the later ones wait too, to keep the order
         }
         let plan = match planner::plan_push(std::slice::from_ref(&to_outgoing(st, &item))) {
@@ -214,7 +241,14 @@ async fn deliver_push(
         };
         let key = uuid::Uuid::parse_str(&item.retry_key).unwrap_or_else(|_| uuid::Uuid::new_v4());
         if !store
-            .mark_sending(lease, st.now_ms(), LEASE_MS, &[item.outbox_id], "push", None)
+            .mark_sending(
+                lease,
+                st.now_ms(),
+                LEASE_MS,
+                &[item.outbox_id],
+                "push",
+                None,
+            )
             .await?
         {
             return Ok(()); // another worker took over: it sends
@@ -236,12 +270,20 @@ async fn deliver_push(
             }
             Err(e) if e.is_retryable() => {
                 let at = st.now_ms() + backoff(item.attempts, &e);
-                store.requeue(&[item.outbox_id], at, Some(&e.to_string())).await?;
+                store
+                    .requeue(&[item.outbox_id], at, Some(&e.to_string()))
+                    .await?;
                 break;
             }
             Err(e) => {
                 store
-                    .mark_failed(conversation_id, &[item.message_id], "failed", &e.to_string(), st.now_ms())
+                    .mark_failed(
+                        conversation_id,
+                        &[item.message_id],
+                        "failed",
+                        &e.to_string(),
+                        st.now_ms(),
+                    )
                     .await?;
                 st.metrics.deliveries_failed.fetch_add(1, Relaxed);
             }
@@ -309,7 +351,14 @@ async fn deliver_reply(
             .map(|i| i.outbox_id)
             .collect();
         if !store
-            .mark_sending(lease, st.now_ms(), LEASE_MS, &outbox_ids, "reply", Some(token_message))
+            .mark_sending(
+                lease,
+                st.now_ms(),
+                LEASE_MS,
+                &outbox_ids,
+                "reply",
+                Some(token_message),
+            )
             .await?
         {
             // Another worker used the token or took the messages: nothing goes out here.
@@ -322,34 +371,66 @@ async fn deliver_reply(
                 store
                     .mark_sent(conversation_id, &plan.message_ids, "reply", st.now_ms())
                     .await?;
-                st.metrics.deliveries_sent.fetch_add(plan.message_ids.len() as u64, Relaxed);
+                st.metrics
+                    .deliveries_sent
+                    .fetch_add(plan.message_ids.len() as u64, Relaxed);
             }
             Err(LineError::InvalidReplyToken) => {
                 // LINE says the token is spent or expired: the messages wait for the next.
-                store.requeue(&outbox_ids, UNTIL_NEXT_TOKEN, Some("Invalid reply token")).await?;
+                store
+                    .requeue(&outbox_ids, UNTIL_NEXT_TOKEN, Some("Invalid reply token"))
+                    .await?;
                 return Ok(());
             }
             Err(e) if e.may_have_been_delivered() => {
                 store
-                    .mark_failed(conversation_id, &plan.message_ids, "uncertain", &uncertain(&e), st.now_ms())
+                    .mark_failed(
+                        conversation_id,
+                        &plan.message_ids,
+                        "uncertain",
+                        &uncertain(&e),
+                        st.now_ms(),
+                    )
                     .await?;
-                st.metrics.deliveries_failed.fetch_add(plan.message_ids.len() as u64, Relaxed);
+                st.metrics
+                    .deliveries_failed
+                    .fetch_add(plan.message_ids.len() as u64, Relaxed);
             }
-            Err(e @ (LineError::RateLimited { .. } | LineError::Network(_) | LineError::Timeout { maybe_sent: false })) => {
+            Err(
+                e @ (LineError::RateLimited { .. }
+                | LineError::Network(_)
+                | LineError::Timeout { maybe_sent: false }),
+            ) => {
                 // LINE never took this request: the token is still good.
                 store.restore_reply_token(token_message).await?;
-                store.requeue(&outbox_ids, st.now_ms() + backoff(0, &e), Some(&e.to_string())).await?;
+                store
+                    .requeue(
+                        &outbox_ids,
+                        st.now_ms() + backoff(0, &e),
+                        Some(&e.to_string()),
+                    )
+                    .await?;
                 return Ok(());
             }
             Err(LineError::Unauthorized) => {
-                store.requeue(&outbox_ids, UNTIL_NEXT_TOKEN, Some(UNAUTHORIZED)).await?;
+                store
+                    .requeue(&outbox_ids, UNTIL_NEXT_TOKEN, Some(UNAUTHORIZED))
+                    .await?;
                 return Ok(());
             }
             Err(e) => {
                 store
-                    .mark_failed(conversation_id, &plan.message_ids, "failed", &e.to_string(), st.now_ms())
+                    .mark_failed(
+                        conversation_id,
+                        &plan.message_ids,
+                        "failed",
+                        &e.to_string(),
+                        st.now_ms(),
+                    )
                     .await?;
-                st.metrics.deliveries_failed.fetch_add(plan.message_ids.len() as u64, Relaxed);
+                st.metrics
+                    .deliveries_failed
+                    .fetch_add(plan.message_ids.len() as u64, Relaxed);
             }
         }
     }
@@ -369,9 +450,19 @@ fn plan_error_message(e: &PlanError) -> i64 {
     }
 }
 
-async fn fail_unplannable(st: &AppState, conversation_id: i64, e: &PlanError) -> anyhow::Result<()> {
+async fn fail_unplannable(
+    st: &AppState,
+    conversation_id: i64,
+    e: &PlanError,
+) -> anyhow::Result<()> {
     st.store
-        .mark_failed(conversation_id, &[plan_error_message(e)], "failed", &e.to_string(), st.now_ms())
+        .mark_failed(
+            conversation_id,
+            &[plan_error_message(e)],
+            "failed",
+            &e.to_string(),
+            st.now_ms(),
+        )
         .await?;
     st.metrics.deliveries_failed.fetch_add(1, Relaxed);
     Ok(())
@@ -385,7 +476,12 @@ pub async fn wake_on_customer_messages(st: AppState) {
     loop {
         match rx.recv().await {
             // After a gap, a customer message from another instance may have gone unheard.
-            Ok(n) if matches!(n.change, desk_store::Change::Message { .. } | desk_store::Change::Resync) => {
+            Ok(n)
+                if matches!(
+                    n.change,
+                    desk_store::Change::Message { .. } | desk_store::Change::Resync
+                ) =>
+            {
                 st.outbox_wakeup.notify_one()
             }
             Ok(_) => {}

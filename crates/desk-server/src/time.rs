@@ -74,7 +74,10 @@ mod tests {
     fn default_range_is_the_last_seven_days_in_tokyo() {
         let tz = chrono_tz::Asia::Tokyo;
         // 2017-07-20 04:06 JST
-        let now = tz.with_ymd_and_hms(2017, 7, 20, 4, 6, 0).unwrap().timestamp_millis();
+        let now = tz
+            .with_ymd_and_hms(2017, 7, 20, 4, 6, 0)
+            .unwrap()
+            .timestamp_millis();
         let (from, to) = history_range(None, None, now, tz).unwrap();
         assert_eq!(short(from, tz), "2017-07-14 00:00");
         assert_eq!(short(to, tz), "2017-07-21 00:00");
@@ -85,7 +88,8 @@ mod tests {
     fn explicit_range_includes_both_days_and_rejects_reversed() {
         let tz = chrono_tz::Asia::Tokyo;
         let d = |s| parse_date(s).unwrap();
-        let (from, to) = history_range(Some(d("2017-07-15")), Some(d("2017-07-20")), 0, tz).unwrap();
+        let (from, to) =
+            history_range(Some(d("2017-07-15")), Some(d("2017-07-20")), 0, tz).unwrap();
         assert_eq!(to - from, 6 * DAY_MS);
         assert!(history_range(Some(d("2017-07-21")), Some(d("2017-07-20")), 0, tz).is_err());
         assert!(parse_date("2017/07/20").is_err());

@@ -16,7 +16,10 @@ async fn every_official_fixture_is_accepted_and_kept() {
     let dir = fixtures_dir();
     let tsv = std::fs::read_to_string(dir.join("computed-signatures.tsv")).unwrap();
     let mut cases = Vec::new();
-    for line in tsv.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for line in tsv
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         let mut cols = line.split('\t');
         let (path, sig) = (cols.next().unwrap(), cols.next().unwrap());
         if !path.ends_with(".json") {
@@ -24,13 +27,20 @@ async fn every_official_fixture_is_accepted_and_kept() {
         }
         cases.push((path.to_owned(), sig.to_owned()));
     }
-    assert!(cases.len() >= 30, "the fixtures are all listed: {}", cases.len());
+    assert!(
+        cases.len() >= 30,
+        "the fixtures are all listed: {}",
+        cases.len()
+    );
     for b in BACKENDS {
-        let d = TestDesk::start_with(b, line_emulator::Config {
-            channel_secret: "testsecret".into(),
-            require_https_media: false,
-            ..Default::default()
-        })
+        let d = TestDesk::start_with(
+            b,
+            line_emulator::Config {
+                channel_secret: "testsecret".into(),
+                require_https_media: false,
+                ..Default::default()
+            },
+        )
         .await;
         let mut events = 0;
         for (path, sig) in &cases {

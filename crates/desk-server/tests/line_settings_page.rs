@@ -17,8 +17,15 @@ struct Session<'a> {
 impl<'a> Session<'a> {
     async fn login(d: &'a TestDesk, login: &str, role: Role) -> Session<'a> {
         let hash = password_auth::generate_hash("correct horse battery");
-        d.state.store.create_user(login, login, role, &hash, 0).await.unwrap();
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        d.state
+            .store
+            .create_user(login, login, role, &hash, 0)
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         let resp = http
             .post(format!("{}/login", d.url))
             .header("origin", &d.url)
@@ -41,13 +48,28 @@ impl<'a> Session<'a> {
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
-        let r = self.http.get(format!("{}{path}", self.d.url)).header("cookie", &self.cookie).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.d.url))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
-    async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String, Option<String>) {
+    async fn post_form(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, String, Option<String>) {
         let (_, page) = self.get("/admin/line").await;
-        let csrf = page.split(r#"<meta name="csrf-token" content=""#).nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_owned();
+        let csrf = page
+            .split(r#"<meta name="csrf-token" content=""#)
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_owned();
         let mut form: Vec<(&str, &str)> = fields.to_vec();
         form.push(("csrf_token", &csrf));
         let r = self
@@ -59,7 +81,11 @@ impl<'a> Session<'a> {
             .send()
             .await
             .unwrap();
-        let location = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         (r.status().as_u16(), r.text().await.unwrap(), location)
     }
 }
@@ -68,34 +94,84 @@ impl<'a> Session<'a> {
 async fn the_line_settings_screen_saves_without_ever_showing_the_secrets() {
     let d = TestDesk::start(Backend::Sqlite).await;
     let agent = Session::login(&d, "sato", Role::Agent).await;
-    assert_eq!(agent.get("/admin/line").await.0, 403, "agents cannot change settings (B1)");
+    assert_eq!(
+        agent.get("/admin/line").await.0,
+        403,
+        "agents cannot change settings (B1)"
+    );
 
     let admin = Session::login(&d, "boss", Role::Admin).await;
     let (s, page) = admin.get("/admin/line").await;
     assert_eq!(s, 200);
     let secret = d.emulator.config().channel_secret.clone();
     let token = d.emulator.config().channel_access_token.clone();
-    assert!(!page.contains(&secret) && !page.contains(&token), "never shown again");
+    assert!(
+        !page.contains(&secret) && !page.contains(&token),
+        "never shown again"
+    );
     assert!(page.contains("No update"), "the fields say No update (S2)");
     assert!(page.contains("変更を保存") && page.contains("ステータス更新"));
-    assert!(page.contains(&format!("{}/line", d.url)), "the webhook URL to paste into LINE's console");
-    assert!(page.contains(r#"value="reply" checked"#), "Reply is the default (M1)");
+    assert!(
+        page.contains(&format!("{}/line", d.url)),
+        "the webhook URL to paste into LINE's console"
+    );
+    assert!(
+        page.contains(r#"value="reply" checked"#),
+        "Reply is the default (M1)"
+    );
 
     // Push, with both secret fields left empty: the stored values stay.
-    let (s, _, location) = admin.post_form("/admin/line", &[("mode", "push"), ("channel_secret", ""), ("channel_access_token", "")]).await;
-    assert_eq!((s, location.as_deref()), (303, Some("/admin/line?msg=saved")));
+    let (s, _, location) = admin
+        .post_form(
+            "/admin/line",
+            &[
+                ("mode", "push"),
+                ("channel_secret", ""),
+                ("channel_access_token", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (s, location.as_deref()),
+        (303, Some("/admin/line?msg=saved"))
+    );
     assert_eq!(d.state.line.current().mode, desk_core::Mode::Push);
     let user = d.emulator.follow("まだ届く", None).await.unwrap();
-    assert!(d.conversation_of(&user).await.is_some(), "the kept secret still verifies webhooks");
+    assert!(
+        d.conversation_of(&user).await.is_some(),
+        "the kept secret still verifies webhooks"
+    );
 
     let (_, page, _) = admin.post_form("/admin/line/test", &[]).await;
-    assert!(page.contains("LINEに接続できました"), "connection test against LINE's bot info");
+    assert!(
+        page.contains("LINEに接続できました"),
+        "connection test against LINE's bot info"
+    );
 
     // A wrong secret: LINE's deliveries are refused, and the screen says why.
-    admin.post_form("/admin/line", &[("mode", "push"), ("channel_secret", "a-wrong-secret"), ("channel_access_token", "")]).await;
-    assert_eq!(d.emulator.send_text(&user, "届かない").await.unwrap().webhook_status, Some(401));
+    admin
+        .post_form(
+            "/admin/line",
+            &[
+                ("mode", "push"),
+                ("channel_secret", "a-wrong-secret"),
+                ("channel_access_token", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        d.emulator
+            .send_text(&user, "届かない")
+            .await
+            .unwrap()
+            .webhook_status,
+        Some(401)
+    );
     desk_server::metrics::flush_once(&d.state).await;
     let (_, page) = admin.get("/admin/line").await;
-    assert!(page.contains("Channel Secretが正しくない可能性があります"), "{page}");
+    assert!(
+        page.contains("Channel Secretが正しくない可能性があります"),
+        "{page}"
+    );
     assert!(!page.contains("a-wrong-secret"));
 }

@@ -19,7 +19,9 @@ async fn the_handler_sends_text_by_push_and_the_customer_gets_it_once() {
         assert_eq!(c["status"], "in_progress");
         assert_eq!(c["agent"]["login"], "sato");
         assert!(c["started_at"].is_string(), "対応開始日時 recorded");
-        let (s, m) = sato.send_text(conv, "確認いたします。少々お待ちください。").await;
+        let (s, m) = sato
+            .send_text(conv, "確認いたします。少々お待ちください。")
+            .await;
         assert_eq!(s, 201, "{m}");
         assert_eq!(m["delivery"], "sent", "{b:?}: {m}");
         assert_eq!(m["sent_via"], "push");
@@ -42,17 +44,30 @@ async fn nobody_else_can_take_or_send_until_done_and_who_holds_it_is_said() {
         let tanaka = d.user("tanaka", "田中 健太", Role::Agent).await;
         let (user, conv) = d.customer("鈴木", "こんにちは").await;
         let (s, e) = tanaka.send_text(conv, "未対応のまま送信").await;
-        assert_eq!((s, e["error"]["code"].as_str()), (409, Some("not_in_progress")), "{b:?}");
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (409, Some("not_in_progress")),
+            "{b:?}"
+        );
         assert_eq!(sato.set_status(conv, "in_progress").await.0, 200);
         for status in ["in_progress", "done", "unread"] {
             let (s, e) = tanaka.set_status(conv, status).await;
             assert_eq!(s, 409, "{status}");
-            assert!(e["error"]["message"].as_str().unwrap().contains("佐藤 美咲"), "{e}");
+            assert!(
+                e["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("佐藤 美咲"),
+                "{e}"
+            );
         }
         let (s, e) = tanaka.send_text(conv, "割り込み").await;
         assert_eq!(s, 409);
         assert_eq!(e["error"]["code"], "held_by_other");
-        assert!(d.emulator.inbox(&user).is_empty(), "nothing reached the customer");
+        assert!(
+            d.emulator.inbox(&user).is_empty(),
+            "nothing reached the customer"
+        );
         assert_eq!(sato.set_status(conv, "done").await.0, 200);
         let (s, c) = tanaka.set_status(conv, "in_progress").await;
         assert_eq!(s, 200);
@@ -73,8 +88,16 @@ async fn simultaneous_presses_of_in_progress_have_exactly_one_winner() {
         ];
         for round in 0..10 {
             let (_, conv) = d.customer(&format!("客{round}"), "急ぎです").await;
-            let results = futures_util::future::join_all(agents.iter().map(|a| a.set_status(conv, "in_progress"))).await;
-            let winners: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.0 == 200).map(|(i, _)| i).collect();
+            let results = futures_util::future::join_all(
+                agents.iter().map(|a| a.set_status(conv, "in_progress")),
+            )
+            .await;
+            let winners: Vec<usize> = results
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.0 == 200)
+                .map(|(i, _)| i)
+                .collect();
             assert_eq!(winners.len(), 1, "{b:?} round {round}: {results:?}");
             assert!(results.iter().all(|r| r.0 == 200 || r.0 == 409));
             let conv_now = d.get(&format!("/api/v1/conversations/{conv}")).await;
@@ -91,7 +114,10 @@ async fn a_done_chat_returns_to_unread_on_a_new_customer_message() {
         let (user, conv) = d.customer("客", "一件目").await;
         sato.set_status(conv, "in_progress").await;
         assert_eq!(sato.set_status(conv, "done").await.1["status"], "done");
-        d.emulator.send_text(&user, "もう一つ質問です").await.unwrap();
+        d.emulator
+            .send_text(&user, "もう一つ質問です")
+            .await
+            .unwrap();
         let c = d.get(&format!("/api/v1/conversations/{conv}")).await;
         assert_eq!(c["status"], "unread", "{b:?}");
         assert_eq!(c["unread_count"], 1);
@@ -105,12 +131,22 @@ async fn an_admin_can_release_a_held_chat_and_it_is_recorded() {
     let boss = d.user("boss", "上長", Role::Admin).await;
     let (_, conv) = d.customer("客", "こんにちは").await;
     sato.set_status(conv, "in_progress").await;
-    assert_eq!(boss.set_status(conv, "in_progress").await.0, 409, "no takeover in one step");
+    assert_eq!(
+        boss.set_status(conv, "in_progress").await.0,
+        409,
+        "no takeover in one step"
+    );
     let (s, c) = boss.set_status(conv, "unread").await;
     assert_eq!(s, 200);
     assert_eq!(c["agent"], serde_json::Value::Null);
     let log = d.state.store.conversation_log(conv).await.unwrap();
-    assert!(log.iter().any(|(who, action, _, to, _)| who.as_deref() == Some("boss") && action == "release" && to.as_deref() == Some("unread")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|(who, action, _, to, _)| who.as_deref() == Some("boss")
+                && action == "release"
+                && to.as_deref() == Some("unread")),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]
@@ -121,23 +157,46 @@ async fn an_image_goes_to_line_at_a_public_url_and_a_non_image_is_refused() {
         let sato = d.user("sato", "佐藤", Role::Agent).await;
         let (user, conv) = d.customer("客", "写真を送ってください").await;
         sato.set_status(conv, "in_progress").await;
-        let (s, e) = sato.send_image(conv, b"%PDF-1.4 this is not a picture".to_vec(), "photo.jpg").await;
+        let (s, e) = sato
+            .send_image(
+                conv,
+                b"%PDF-1.4 this is not a picture".to_vec(),
+                "photo.jpg",
+            )
+            .await;
         assert_eq!(s, 415, "{e}");
-        assert!(e["error"]["message"].as_str().unwrap().contains("not an image"));
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not an image")
+        );
         let (s, m) = sato.send_image(conv, png(300, 200), "map.png").await;
         assert_eq!(s, 201, "{m}");
         assert_eq!(m["type"], "image");
         assert_eq!(m["delivery"], "sent", "{b:?}");
         let entry = eventually("LINE fetched the image", || async {
-            d.emulator.inbox(&user).into_iter().find(|e| e["fetched"].is_object())
+            d.emulator
+                .inbox(&user)
+                .into_iter()
+                .find(|e| e["fetched"].is_object())
         })
         .await;
         assert_eq!(entry["type"], "image");
-        assert!(entry["originalContentUrl"].as_str().unwrap().starts_with(&d.url));
+        assert!(
+            entry["originalContentUrl"]
+                .as_str()
+                .unwrap()
+                .starts_with(&d.url)
+        );
         assert_eq!(entry["fetched"]["original"]["status"], 200, "{entry}");
         assert_eq!(entry["fetched"]["original"]["content_type"], "image/png");
         assert_eq!(entry["fetched"]["preview"]["status"], 200);
-        assert_eq!(d.emulator.inbox(&user).len(), 1, "the refused file sent nothing");
+        assert_eq!(
+            d.emulator.inbox(&user).len(),
+            1,
+            "the refused file sent nothing"
+        );
     }
 }
 
@@ -150,25 +209,51 @@ async fn push_is_retried_with_its_key_and_never_arrives_twice() {
         let (user, conv) = d.customer("客", "もしもし").await;
         sato.set_status(conv, "in_progress").await;
         // LINE takes the message but answers 500: the retry with the same key gets 409.
-        d.emulator.add_fault_after_effect(Fault { endpoint: Endpoint::Push, status: 500, count: 1, delay_ms: 0 });
+        d.emulator.add_fault_after_effect(Fault {
+            endpoint: Endpoint::Push,
+            status: 500,
+            count: 1,
+            delay_ms: 0,
+        });
         let (_, m) = sato.send_text(conv, "一度だけ届くはず").await;
         let id = m["id"].as_i64().unwrap();
         eventually("sent after the retry", || async {
-            d.messages(conv).await.into_iter().find(|x| x["id"] == id && x["delivery"] == "sent")
+            d.messages(conv)
+                .await
+                .into_iter()
+                .find(|x| x["id"] == id && x["delivery"] == "sent")
         })
         .await;
         assert_eq!(d.emulator.inbox(&user).len(), 1, "{b:?}: exactly once");
         // LINE fails without taking it (429, then 503): retried until delivered, once.
-        d.emulator.add_fault(Fault { endpoint: Endpoint::Push, status: 429, count: 1, delay_ms: 0 });
-        d.emulator.add_fault(Fault { endpoint: Endpoint::Push, status: 503, count: 1, delay_ms: 0 });
+        d.emulator.add_fault(Fault {
+            endpoint: Endpoint::Push,
+            status: 429,
+            count: 1,
+            delay_ms: 0,
+        });
+        d.emulator.add_fault(Fault {
+            endpoint: Endpoint::Push,
+            status: 503,
+            count: 1,
+            delay_ms: 0,
+        });
         let (_, m) = sato.send_text(conv, "二通目").await;
         assert_eq!(m["delivery"], "unsent", "visibly waiting");
         let id = m["id"].as_i64().unwrap();
         eventually("sent after the faults", || async {
-            d.messages(conv).await.into_iter().find(|x| x["id"] == id && x["delivery"] == "sent")
+            d.messages(conv)
+                .await
+                .into_iter()
+                .find(|x| x["id"] == id && x["delivery"] == "sent")
         })
         .await;
-        let texts: Vec<String> = d.emulator.inbox(&user).iter().map(|e| e["text"].as_str().unwrap().to_owned()).collect();
+        let texts: Vec<String> = d
+            .emulator
+            .inbox(&user)
+            .iter()
+            .map(|e| e["text"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(texts, ["一度だけ届くはず", "二通目"]);
     }
 }
@@ -180,14 +265,24 @@ async fn a_push_line_refuses_fails_visibly_and_can_be_resent() {
     let sato = d.user("sato", "佐藤", Role::Agent).await;
     let (user, conv) = d.customer("客", "もしもし").await;
     sato.set_status(conv, "in_progress").await;
-    d.emulator.add_fault(Fault { endpoint: Endpoint::Push, status: 400, count: 1, delay_ms: 0 });
+    d.emulator.add_fault(Fault {
+        endpoint: Endpoint::Push,
+        status: 400,
+        count: 1,
+        delay_ms: 0,
+    });
     let (_, m) = sato.send_text(conv, "再送テスト").await;
     assert_eq!(m["delivery"], "failed", "{m}");
     assert!(m["delivery_error"].is_string());
     assert_eq!(d.metric("linedesk_delivery_failures_total").await, 1.0);
     assert!(d.emulator.inbox(&user).is_empty());
     let id = m["id"].as_i64().unwrap();
-    let (s, m) = sato.post(&format!("/api/v1/messages/{id}/resend"), serde_json::json!({})).await;
+    let (s, m) = sato
+        .post(
+            &format!("/api/v1/messages/{id}/resend"),
+            serde_json::json!({}),
+        )
+        .await;
     assert_eq!(s, 200, "{m}");
     assert_eq!(m["delivery"], "sent");
     assert_eq!(d.emulator.inbox(&user).len(), 1);

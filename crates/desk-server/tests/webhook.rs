@@ -13,7 +13,9 @@ async fn a_follow_shows_the_chat_with_the_users_display_name() {
         let d = TestDesk::start(b).await;
         let user = d.emulator.follow("山田 花子", None).await.unwrap();
         let conv = eventually("the profile is fetched", || async {
-            d.conversation_of(&user).await.filter(|c| c["profile_state"] == "ok")
+            d.conversation_of(&user)
+                .await
+                .filter(|c| c["profile_state"] == "ok")
         })
         .await;
         assert_eq!(conv["display_name"], "山田 花子", "{b:?}");
@@ -32,9 +34,16 @@ async fn a_message_from_a_user_never_seen_opens_a_chat_at_the_events_time() {
         d.emulator.set_webhook_url("http://127.0.0.1:9/line");
         let user = d.emulator.follow("鈴木 一郎", None).await.unwrap();
         d.emulator.set_webhook_url(&format!("{}/line", d.url));
-        let sent = d.emulator.send_text(&user, "荷物が届きません").await.unwrap();
+        let sent = d
+            .emulator
+            .send_text(&user, "荷物が届きません")
+            .await
+            .unwrap();
         assert_eq!(sent.webhook_status, Some(200));
-        let conv = d.conversation_of(&user).await.expect("chat opened by the message");
+        let conv = d
+            .conversation_of(&user)
+            .await
+            .expect("chat opened by the message");
         assert_eq!(conv["unread_count"], 1);
         let msgs = d.messages(conv["id"].as_i64().unwrap()).await;
         assert_eq!(msgs.len(), 1);
@@ -44,11 +53,22 @@ async fn a_message_from_a_user_never_seen_opens_a_chat_at_the_events_time() {
         assert_eq!(msgs[0]["delivery"], "received");
         let event = d.emulator.event(&sent.webhook_event_id).unwrap();
         let ts = event["timestamp"].as_i64().unwrap();
-        let shown = chrono::DateTime::parse_from_rfc3339(msgs[0]["created_at"].as_str().unwrap()).unwrap();
-        assert_eq!(shown.timestamp_millis(), ts, "{b:?}: the message time is LINE's event time");
-        assert_eq!(shown.offset().local_minus_utc(), 9 * 3600, "shown in Asia/Tokyo");
+        let shown =
+            chrono::DateTime::parse_from_rfc3339(msgs[0]["created_at"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            shown.timestamp_millis(),
+            ts,
+            "{b:?}: the message time is LINE's event time"
+        );
+        assert_eq!(
+            shown.offset().local_minus_utc(),
+            9 * 3600,
+            "shown in Asia/Tokyo"
+        );
         eventually("the profile arrives", || async {
-            d.conversation_of(&user).await.filter(|c| c["display_name"] == "鈴木 一郎")
+            d.conversation_of(&user)
+                .await
+                .filter(|c| c["display_name"] == "鈴木 一郎")
         })
         .await;
     }
@@ -60,13 +80,22 @@ async fn a_redelivered_event_is_stored_once() {
         let d = TestDesk::start(b).await;
         let user = d.emulator.follow("A", None).await.unwrap();
         let sent = d.emulator.send_text(&user, "一度だけ").await.unwrap();
-        assert_eq!(d.emulator.redeliver(&sent.webhook_event_id).await.unwrap(), Some(200));
-        assert_eq!(d.emulator.redeliver(&sent.webhook_event_id).await.unwrap(), Some(200));
+        assert_eq!(
+            d.emulator.redeliver(&sent.webhook_event_id).await.unwrap(),
+            Some(200)
+        );
+        assert_eq!(
+            d.emulator.redeliver(&sent.webhook_event_id).await.unwrap(),
+            Some(200)
+        );
         let conv = d.conversation_of(&user).await.unwrap();
         let msgs = d.messages(conv["id"].as_i64().unwrap()).await;
         assert_eq!(msgs.len(), 1, "{b:?}");
         assert_eq!(conv["unread_count"], 1);
-        assert_eq!(d.metric("linedesk_webhook_duplicate_events_total").await, 2.0);
+        assert_eq!(
+            d.metric("linedesk_webhook_duplicate_events_total").await,
+            2.0
+        );
     }
 }
 
@@ -82,7 +111,10 @@ async fn events_refused_while_the_desk_failed_arrive_on_redelivery() {
         assert_eq!(results.len(), 2);
         assert!(results.iter().all(|(_, s)| *s == Some(200)), "{results:?}");
         let conv = d.conversation_of(&user).await.unwrap();
-        assert_eq!(d.messages(conv["id"].as_i64().unwrap()).await[0]["text"], "届いていますか");
+        assert_eq!(
+            d.messages(conv["id"].as_i64().unwrap()).await[0]["text"],
+            "届いていますか"
+        );
     }
 }
 
@@ -97,12 +129,20 @@ async fn a_wrong_or_missing_signature_is_refused_stored_nowhere_and_counted() {
         assert_eq!(d.post_webhook(body, Some("garbage!!")).await, 401);
         assert!(d.conversations().await.is_empty(), "{b:?}: nothing stored");
         assert_eq!(d.state.store.count_messages().await.unwrap(), 0);
-        assert_eq!(d.metric("linedesk_webhook_signature_failures_total").await, 3.0);
+        assert_eq!(
+            d.metric("linedesk_webhook_signature_failures_total").await,
+            3.0
+        );
         // The failures are recorded for admins (LINE設定), with their time.
         // (The background flush may be writing them at this very moment.)
         desk_server::metrics::flush_once(&d.state).await;
         eventually("the failures are recorded", || async {
-            let c = d.state.store.counter(desk_server::metrics::SIGNATURE_FAILURES).await.unwrap();
+            let c = d
+                .state
+                .store
+                .counter(desk_server::metrics::SIGNATURE_FAILURES)
+                .await
+                .unwrap();
             (c.map(|(n, _)| n) == Some(3)).then_some(())
         })
         .await;
@@ -119,7 +159,11 @@ async fn a_body_that_is_not_a_webhook_is_400_and_an_oversized_one_413() {
         let secret = d.emulator.config().channel_secret.clone();
         for body in [&b"not json"[..], b"[1,2]", b"{\"destination\":\"U0\"}"] {
             let sig = line_api::signature::sign(secret.as_bytes(), body);
-            assert_eq!(d.post_webhook(body, Some(&sig)).await, 400, "{b:?} {body:?}");
+            assert_eq!(
+                d.post_webhook(body, Some(&sig)).await,
+                400,
+                "{b:?} {body:?}"
+            );
         }
         let big = vec![b' '; 1024 * 1024 + 1];
         let sig = line_api::signature::sign(secret.as_bytes(), &big);
@@ -138,25 +182,59 @@ async fn an_image_is_downloaded_from_line_and_served_to_logged_in_users() {
         let user = d.emulator.follow("D", None).await.unwrap();
         let photo = png(40, 30);
         // LINE's content API fails once: the image shows "not yet fetched", then arrives.
-        d.emulator.add_fault(Fault { endpoint: Endpoint::Content, status: 500, count: 1, delay_ms: 0 });
+        d.emulator.add_fault(Fault {
+            endpoint: Endpoint::Content,
+            status: 500,
+            count: 1,
+            delay_ms: 0,
+        });
         d.emulator.send_image(&user, photo.clone()).await.unwrap();
         let conv = d.conversation_of(&user).await.unwrap();
         let id = conv["id"].as_i64().unwrap();
         let first = d.messages(id).await;
         assert_eq!(first[0]["type"], "image");
         let msg = eventually("the image is fetched on retry", || async {
-            d.messages(id).await.into_iter().find(|m| m["media_state"] == "ok")
+            d.messages(id)
+                .await
+                .into_iter()
+                .find(|m| m["media_state"] == "ok")
         })
         .await;
         let url = msg["media_url"].as_str().unwrap();
-        let resp = d.http.get(format!("{}{url}", d.url)).bearer_auth(&d.token).send().await.unwrap();
+        let resp = d
+            .http
+            .get(format!("{}{url}", d.url))
+            .bearer_auth(&d.token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "image/png");
-        assert_eq!(resp.bytes().await.unwrap().to_vec(), photo, "{b:?}: the exact bytes");
+        assert_eq!(
+            resp.bytes().await.unwrap().to_vec(),
+            photo,
+            "{b:?}: the exact bytes"
+        );
         // Customers' images are private: no login, no image; nor at the public path.
-        assert_eq!(d.http.get(format!("{}{url}", d.url)).send().await.unwrap().status(), 401);
+        assert_eq!(
+            d.http
+                .get(format!("{}{url}", d.url))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
         let key = url.rsplit('/').next().unwrap();
-        assert_eq!(d.http.get(format!("{}/media/{key}", d.url)).send().await.unwrap().status(), 404);
+        assert_eq!(
+            d.http
+                .get(format!("{}/media/{key}", d.url))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
     }
 }
 
@@ -164,12 +242,21 @@ async fn an_image_is_downloaded_from_line_and_served_to_logged_in_users() {
 async fn a_failed_content_fetch_is_visible_and_retried() {
     let d = TestDesk::start(common::Backend::Sqlite).await;
     let user = d.emulator.follow("E", None).await.unwrap();
-    d.emulator.add_fault(Fault { endpoint: Endpoint::Content, status: 503, count: 2, delay_ms: 0 });
+    d.emulator.add_fault(Fault {
+        endpoint: Endpoint::Content,
+        status: 503,
+        count: 2,
+        delay_ms: 0,
+    });
     d.emulator.send_image(&user, png(8, 8)).await.unwrap();
-    let id = d.conversation_of(&user).await.unwrap()["id"].as_i64().unwrap();
+    let id = d.conversation_of(&user).await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
     let pending = eventually("a failed try is recorded", || async {
         let jobs: Option<String> = desk_store::on_db!(&d.state.store.db, p => sqlx::query_scalar(
-            "SELECT last_error FROM jobs WHERE kind = 'content'").fetch_optional(p).await).unwrap().flatten();
+            "SELECT last_error FROM jobs WHERE kind = 'content'").fetch_optional(p).await)
+        .unwrap()
+        .flatten();
         jobs
     })
     .await;
@@ -178,7 +265,10 @@ async fn a_failed_content_fetch_is_visible_and_retried() {
     assert_eq!(m["media_state"], "pending", "shown as not yet fetched");
     assert_eq!(m["media_url"], Value::Null);
     eventually("fetched after the faults", || async {
-        d.messages(id).await.into_iter().find(|m| m["media_state"] == "ok")
+        d.messages(id)
+            .await
+            .into_iter()
+            .find(|m| m["media_state"] == "ok")
     })
     .await;
 }
@@ -190,34 +280,63 @@ async fn every_message_kind_is_kept_as_what_it_is() {
         let user = d.emulator.follow("F", None).await.unwrap();
         d.emulator.send_sticker(&user, "446", "1988").await.unwrap();
         d.emulator
-            .send(&user, UserMessage::Location {
-                title: "東京タワー".into(),
-                address: "東京都港区芝公園4-2-8".into(),
-                latitude: 35.658581,
-                longitude: 139.745433,
-            })
+            .send(
+                &user,
+                UserMessage::Location {
+                    title: "東京タワー".into(),
+                    address: "東京都港区芝公園4-2-8".into(),
+                    latitude: 35.658581,
+                    longitude: 139.745433,
+                },
+            )
             .await
             .unwrap();
         d.emulator
-            .send(&user, UserMessage::File { name: "見積書.pdf".into(), bytes: b"%PDF-1.4 demo".to_vec() })
+            .send(
+                &user,
+                UserMessage::File {
+                    name: "見積書.pdf".into(),
+                    bytes: b"%PDF-1.4 demo".to_vec(),
+                },
+            )
             .await
             .unwrap();
         d.emulator
-            .send(&user, UserMessage::Video { bytes: b"\x00\x00\x00\x18ftypmp42 video".to_vec(), duration_ms: 3000 })
+            .send(
+                &user,
+                UserMessage::Video {
+                    bytes: b"\x00\x00\x00\x18ftypmp42 video".to_vec(),
+                    duration_ms: 3000,
+                },
+            )
             .await
             .unwrap();
         d.emulator
-            .send(&user, UserMessage::Audio { bytes: b"\x00\x00\x00\x18ftypM4A audio".to_vec(), duration_ms: 1500 })
+            .send(
+                &user,
+                UserMessage::Audio {
+                    bytes: b"\x00\x00\x00\x18ftypM4A audio".to_vec(),
+                    duration_ms: 1500,
+                },
+            )
             .await
             .unwrap();
-        let id = d.conversation_of(&user).await.unwrap()["id"].as_i64().unwrap();
+        let id = d.conversation_of(&user).await.unwrap()["id"]
+            .as_i64()
+            .unwrap();
         let msgs = eventually("all content fetched", || async {
             let m = d.messages(id).await;
-            m.iter().all(|m| m["media_state"] == "none" || m["media_state"] == "ok").then_some(m)
+            m.iter()
+                .all(|m| m["media_state"] == "none" || m["media_state"] == "ok")
+                .then_some(m)
         })
         .await;
         let kinds: Vec<&str> = msgs.iter().map(|m| m["type"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["sticker", "location", "file", "video", "audio"], "{b:?}");
+        assert_eq!(
+            kinds,
+            ["sticker", "location", "file", "video", "audio"],
+            "{b:?}"
+        );
         assert_eq!(msgs[0]["details"]["package_id"], "446");
         assert_eq!(msgs[0]["details"]["sticker_id"], "1988");
         assert_eq!(msgs[1]["details"]["title"], "東京タワー");
@@ -252,13 +371,20 @@ async fn block_keeps_the_history_and_unblock_brings_the_chat_back() {
 async fn a_failed_profile_fetch_shows_the_user_id_meanwhile_and_is_retried() {
     for b in BACKENDS {
         let d = TestDesk::start(b).await;
-        d.emulator.add_fault(Fault { endpoint: Endpoint::Profile, status: 500, count: 1, delay_ms: 0 });
+        d.emulator.add_fault(Fault {
+            endpoint: Endpoint::Profile,
+            status: 500,
+            count: 1,
+            delay_ms: 0,
+        });
         let user = d.emulator.follow("H さん", None).await.unwrap();
         let conv = d.conversation_of(&user).await.unwrap();
         assert_eq!(conv["display_name"], Value::Null);
         assert_eq!(conv["line_user_id"], user.as_str());
         eventually("the retry fetches the name", || async {
-            d.conversation_of(&user).await.filter(|c| c["display_name"] == "H さん")
+            d.conversation_of(&user)
+                .await
+                .filter(|c| c["display_name"] == "H さん")
         })
         .await;
     }
@@ -281,7 +407,15 @@ async fn the_api_needs_a_token_but_health_and_metrics_do_not() {
     assert_eq!(get("/api/v1/conversations/999", Some(&d.token)).await, 404);
     assert_eq!(get("/healthz", None).await, 200);
     assert_eq!(get("/metrics", None).await, 200);
-    let body: Value = d.http.get(format!("{}/api/v1/conversations", d.url)).send().await.unwrap().json().await.unwrap();
+    let body: Value = d
+        .http
+        .get(format!("{}/api/v1/conversations", d.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
     let doc = d.get("/api/v1/openapi.json").await;
     assert!(doc["paths"]["/conversations"].is_object());
@@ -302,18 +436,42 @@ async fn history_defaults_to_the_last_seven_days_and_takes_from_to() {
         );
         let sig = line_api::signature::sign(secret.as_bytes(), body.as_bytes());
         assert_eq!(d.post_webhook(body.as_bytes(), Some(&sig)).await, 200);
-        let id = d.conversation_of("Uhist").await.unwrap()["id"].as_i64().unwrap();
+        let id = d.conversation_of("Uhist").await.unwrap()["id"]
+            .as_i64()
+            .unwrap();
         let recent = d.messages(id).await;
         assert_eq!(recent.len(), 1, "{b:?}");
         assert_eq!(recent[0]["text"], "今日");
         let tz = chrono_tz::Asia::Tokyo;
-        let date = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap().with_timezone(&tz).format("%Y-%m-%d").to_string();
+        let date = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .with_timezone(&tz)
+                .format("%Y-%m-%d")
+                .to_string()
+        };
         let all = d
-            .get(&format!("/api/v1/conversations/{id}/messages?from={}&to={}", date(now - 10 * day), date(now)))
+            .get(&format!(
+                "/api/v1/conversations/{id}/messages?from={}&to={}",
+                date(now - 10 * day),
+                date(now)
+            ))
             .await;
         assert_eq!(all["messages"].as_array().unwrap().len(), 2);
         assert_eq!(all["messages"][0]["text"], "十日前", "oldest first");
-        assert_eq!(d.status_of(&format!("/api/v1/conversations/{id}/messages?from=2020-13-01")).await, 400);
-        assert_eq!(d.status_of(&format!("/api/v1/conversations/{id}/messages?from=2020-02-02&to=2020-02-01")).await, 400);
+        assert_eq!(
+            d.status_of(&format!(
+                "/api/v1/conversations/{id}/messages?from=2020-13-01"
+            ))
+            .await,
+            400
+        );
+        assert_eq!(
+            d.status_of(&format!(
+                "/api/v1/conversations/{id}/messages?from=2020-02-02&to=2020-02-01"
+            ))
+            .await,
+            400
+        );
     }
 }

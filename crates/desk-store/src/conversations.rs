@@ -52,12 +52,19 @@ const SELECT: &str = "SELECT c.id, c.line_user_id, c.display_name, c.picture_url
 impl Store {
     pub async fn conversation(&self, id: i64) -> Result<Option<ConversationRow>> {
         let sql = format!("{SELECT} WHERE c.id = $1");
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, ConversationRow>(&sql).bind(id).fetch_optional(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as::<_, ConversationRow>(&sql).bind(id).fetch_optional(p).await)?,
+        )
     }
 
-    pub async fn conversation_by_line_user(&self, line_user_id: &str) -> Result<Option<ConversationRow>> {
+    pub async fn conversation_by_line_user(
+        &self,
+        line_user_id: &str,
+    ) -> Result<Option<ConversationRow>> {
         let sql = format!("{SELECT} WHERE c.line_user_id = $1");
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, ConversationRow>(&sql).bind(line_user_id).fetch_optional(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as::<_, ConversationRow>(&sql).bind(line_user_id).fetch_optional(p).await)?,
+        )
     }
 
     /// One page of the list. Keyset paging on `(last_message_at, id)` keeps every page as
@@ -107,7 +114,9 @@ impl Store {
     }
 
     pub async fn count_conversations(&self) -> Result<i64> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM conversations").fetch_one(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM conversations").fetch_one(p).await)?,
+        )
     }
 }
 
@@ -128,7 +137,9 @@ pub(crate) fn escape_like(s: &str) -> String {
 pub enum StatusOutcome {
     Changed,
     /// Someone else handles the in-progress chat (C4): nothing changed.
-    HeldBy { agent_id: i64 },
+    HeldBy {
+        agent_id: i64,
+    },
     NotFound,
 }
 
@@ -148,7 +159,10 @@ impl Store {
         use desk_core::ConversationStatus as S;
         let mut tx = self.begin().await?;
         // Locked on PostgreSQL, so the log's "from" is what the UPDATE below changes.
-        let sql = format!("SELECT status, agent_id FROM conversations WHERE id = $1{}", tx.for_update());
+        let sql = format!(
+            "SELECT status, agent_id FROM conversations WHERE id = $1{}",
+            tx.for_update()
+        );
         let before: Option<(String, Option<i64>)> = crate::on_tx!(&mut tx, c => sqlx::query_as(&sql)
             .bind(conversation_id).fetch_optional(c).await)?;
         let Some((from, holder)) = before else {
@@ -183,13 +197,16 @@ impl Store {
                 agent_id: holder.flatten().unwrap_or_default(),
             });
         }
-        let released = from == "in_progress" && holder.is_some_and(|h| h != actor_id) && to != S::InProgress;
+        let released =
+            from == "in_progress" && holder.is_some_and(|h| h != actor_id) && to != S::InProgress;
         let action = if released { "release" } else { "status" };
         crate::exec_tx!(&mut tx, c => sqlx::query(
             "INSERT INTO conversation_log (conversation_id, actor_id, action, from_status, to_status, at)
              VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(conversation_id).bind(actor_id).bind(action).bind(&from).bind(to.as_str()).bind(now_ms))?;
-        tx.announce([Change::Conversation { id: conversation_id }]);
+        tx.announce([Change::Conversation {
+            id: conversation_id,
+        }]);
         tx.commit().await?;
         Ok(StatusOutcome::Changed)
     }
@@ -201,14 +218,19 @@ impl Store {
             "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0")
             .bind(conversation_id))?;
         if n > 0 {
-            tx.announce([Change::Conversation { id: conversation_id }]);
+            tx.announce([Change::Conversation {
+                id: conversation_id,
+            }]);
             tx.commit().await?;
         }
         Ok(())
     }
 
     /// The status log of a chat: (actor login, action, from, to, at), oldest first.
-    pub async fn conversation_log(&self, conversation_id: i64) -> Result<Vec<(Option<String>, String, Option<String>, Option<String>, i64)>> {
+    pub async fn conversation_log(
+        &self,
+        conversation_id: i64,
+    ) -> Result<Vec<(Option<String>, String, Option<String>, Option<String>, i64)>> {
         Ok(on_db!(&self.db, p => sqlx::query_as(
             "SELECT u.login, l.action, l.from_status, l.to_status, l.at FROM conversation_log l
              LEFT JOIN users u ON u.id = l.actor_id WHERE l.conversation_id = $1 ORDER BY l.at, l.id")

@@ -67,7 +67,9 @@ impl Store {
     }
 
     pub async fn count_jobs(&self) -> Result<i64> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(p).await)?,
+        )
     }
 
     pub async fn conversation_line_user(&self, conversation_id: i64) -> Result<Option<String>> {

@@ -284,7 +284,10 @@ pub mod testing {
         use sqlx::Connection;
         let admin = pg_admin_url();
         let mut conn = sqlx::PgConnection::connect(&admin).await?;
-        let name = format!("linedesk_test_{}", random_token(9).to_lowercase().replace(['-', '_'], "x"));
+        let name = format!(
+            "linedesk_test_{}",
+            random_token(9).to_lowercase().replace(['-', '_'], "x")
+        );
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await?;
@@ -298,7 +301,9 @@ pub mod testing {
         let pg_url = fresh_pg_database()
             .await
             .expect("PostgreSQL must be reachable for tests (see README: ./scripts/test.sh)");
-        let pg = Store::open(Some(&pg_url), dir).await.expect("postgres store");
+        let pg = Store::open(Some(&pg_url), dir)
+            .await
+            .expect("postgres store");
         vec![sqlite, pg]
     }
 }

@@ -54,10 +54,14 @@ impl Store {
 
     pub async fn message(&self, id: i64) -> Result<Option<MessageRow>> {
         let sql = format!("{SELECT} WHERE m.id = $1");
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, MessageRow>(&sql).bind(id).fetch_optional(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as::<_, MessageRow>(&sql).bind(id).fetch_optional(p).await)?,
+        )
     }
 
     pub async fn count_messages(&self) -> Result<i64> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(p).await)?,
+        )
     }
 }

@@ -166,13 +166,21 @@ impl Store {
     /// Takes the right to send for a conversation until `now + lease_ms`; `None` when
     /// another worker holds it. One conditional UPDATE: on PostgreSQL a concurrent taker
     /// waits for the row lock and then re-checks the condition, so exactly one wins.
-    pub async fn lease_conversation(&self, conversation_id: i64, now_ms: i64, lease_ms: i64) -> Result<Option<Lease>> {
+    pub async fn lease_conversation(
+        &self,
+        conversation_id: i64,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Lease>> {
         let until = now_ms + lease_ms;
         let n = exec_db!(&self.db, p => sqlx::query(
             "UPDATE conversations SET send_lease_until = $2
              WHERE id = $1 AND (send_lease_until IS NULL OR send_lease_until < $3)")
             .bind(conversation_id).bind(until).bind(now_ms))?;
-        Ok((n == 1).then_some(Lease { conversation_id, until }))
+        Ok((n == 1).then_some(Lease {
+            conversation_id,
+            until,
+        }))
     }
 
     /// At the start of a single-machine (SQLite) desk: no other process can be sending, so
@@ -202,7 +210,11 @@ impl Store {
     }
 
     /// Customer messages of this chat whose reply token is unused and not older than `since_ms`.
-    pub async fn unused_reply_tokens(&self, conversation_id: i64, since_ms: i64) -> Result<Vec<TokenRow>> {
+    pub async fn unused_reply_tokens(
+        &self,
+        conversation_id: i64,
+        since_ms: i64,
+    ) -> Result<Vec<TokenRow>> {
         Ok(on_db!(&self.db, p => sqlx::query_as::<_, TokenRow>(
             "SELECT id AS message_id, reply_token, created_at FROM messages
              WHERE conversation_id = $1 AND direction = 'in' AND reply_token IS NOT NULL
@@ -267,8 +279,22 @@ impl Store {
     }
 
     /// The messages reached LINE: they leave the outbox and lose their Unsent mark (M6).
-    pub async fn mark_sent(&self, conversation_id: i64, message_ids: &[i64], via: &str, now_ms: i64) -> Result<()> {
-        self.finish_outgoing(conversation_id, message_ids, "sent", None, Some(via), now_ms).await
+    pub async fn mark_sent(
+        &self,
+        conversation_id: i64,
+        message_ids: &[i64],
+        via: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.finish_outgoing(
+            conversation_id,
+            message_ids,
+            "sent",
+            None,
+            Some(via),
+            now_ms,
+        )
+        .await
     }
 
     /// The messages could not be delivered (`failed`), or may or may not have been
@@ -281,7 +307,15 @@ impl Store {
         error: &str,
         now_ms: i64,
     ) -> Result<()> {
-        self.finish_outgoing(conversation_id, message_ids, delivery, Some(error), None, now_ms).await
+        self.finish_outgoing(
+            conversation_id,
+            message_ids,
+            delivery,
+            Some(error),
+            None,
+            now_ms,
+        )
+        .await
     }
 
     async fn finish_outgoing(
@@ -302,14 +336,22 @@ impl Store {
                  WHERE id = $1")
                 .bind(id).bind(delivery).bind(error).bind(via).bind(now_ms))?;
         }
-        tx.announce(message_ids.iter().map(|&id| Change::Message { conversation_id, id }));
+        tx.announce(message_ids.iter().map(|&id| Change::Message {
+            conversation_id,
+            id,
+        }));
         tx.commit().await?;
         Ok(())
     }
 
     /// Back to waiting (a retryable failure, an invalid reply token, or no token yet).
     /// Announced like any change, so whoever waits for the first attempt learns it is done.
-    pub async fn requeue(&self, outbox_ids: &[i64], next_attempt_at: i64, error: Option<&str>) -> Result<()> {
+    pub async fn requeue(
+        &self,
+        outbox_ids: &[i64],
+        next_attempt_at: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         let mut changes = Vec::new();
         for id in outbox_ids {
@@ -318,7 +360,10 @@ impl Store {
                  WHERE id = $1 RETURNING conversation_id, message_id")
                 .bind(id).bind(next_attempt_at).bind(error).fetch_optional(c).await)?;
             if let Some((conversation_id, id)) = row {
-                changes.push(Change::Message { conversation_id, id });
+                changes.push(Change::Message {
+                    conversation_id,
+                    id,
+                });
             }
         }
         tx.announce(changes);
@@ -347,8 +392,10 @@ impl Store {
 
     /// How many messages wait, and since when (for /metrics).
     pub async fn outbox_depth(&self) -> Result<(i64, Option<i64>)> {
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, (i64, Option<i64>)>(
-            "SELECT COUNT(*), MIN(created_at) FROM outbox").fetch_one(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT COUNT(*), MIN(created_at) FROM outbox").fetch_one(p).await)?,
+        )
     }
 
     pub fn is_sqlite(&self) -> bool {

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{exec_db, Result, Store, StoreError, hash_token, on_db, random_token};
+use crate::{Result, Store, StoreError, exec_db, hash_token, on_db, random_token};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,12 +69,16 @@ impl Store {
 
     pub async fn user_by_login(&self, login: &str) -> Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE login = $1");
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).bind(login).fetch_optional(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).bind(login).fetch_optional(p).await)?,
+        )
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).bind(id).fetch_optional(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).bind(id).fetch_optional(p).await)?,
+        )
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRow>> {
@@ -83,7 +87,9 @@ impl Store {
     }
 
     pub async fn count_users(&self) -> Result<i64> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await)?,
+        )
     }
 
     /// A new API token for the user; only its hash is kept. Returns the token itself.
@@ -100,9 +106,15 @@ impl Store {
         let sql = format!(
             "SELECT {} FROM users u JOIN api_tokens t ON t.user_id = u.id
              WHERE t.token_hash = $1 AND NOT u.disabled",
-            USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+            USER_COLUMNS
+                .split(", ")
+                .map(|c| format!("u.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).bind(hash_token(token)).fetch_optional(p).await)?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).bind(hash_token(token)).fetch_optional(p).await)?,
+        )
     }
 }
 
@@ -112,26 +124,42 @@ impl Store {
     pub async fn set_user_name(&self, user_id: i64, name: &str) -> Result<()> {
         let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
             .bind(name).bind(user_id))?;
-        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 
     pub async fn set_user_role(&self, user_id: i64, role: Role) -> Result<()> {
         let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role.as_str()).bind(user_id))?;
-        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 
     /// `password_hash` is already hashed (argon2) by the caller.
     pub async fn set_user_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
         let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash).bind(user_id))?;
-        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 
     /// The UI language of the user (`ja` or `en`; the server checks the value).
     pub async fn set_user_locale(&self, user_id: i64, locale: &str) -> Result<()> {
         let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET locale = $1 WHERE id = $2")
             .bind(locale).bind(user_id))?;
-        if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if n == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 }

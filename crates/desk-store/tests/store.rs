@@ -52,7 +52,11 @@ async fn stores() -> (tempfile::TempDir, Vec<Store>) {
 }
 
 fn backend(s: &Store) -> &'static str {
-    if s.is_postgres() { "postgres" } else { "sqlite" }
+    if s.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
 }
 
 #[tokio::test]
@@ -94,17 +98,26 @@ async fn old_shape_events_without_an_event_id_dedupe_on_the_message_id() {
 async fn a_done_chat_turns_unread_on_a_new_customer_message() {
     let (_dir, stores) = stores().await;
     for s in stores {
-        s.ingest(&[text_event("E1", "Uc", "m1", "one", 1_000)], 1_000).await.unwrap();
+        s.ingest(&[text_event("E1", "Uc", "m1", "one", 1_000)], 1_000)
+            .await
+            .unwrap();
         let conv = s.conversation_by_line_user("Uc").await.unwrap().unwrap();
         assert_eq!(conv.status, "unread");
         exec_db!(&s.db, p => sqlx::query("UPDATE conversations SET status = 'done' WHERE id = $1").bind(conv.id)).unwrap();
-        s.ingest(&[text_event("E2", "Uc", "m2", "two", 2_000)], 2_000).await.unwrap();
+        s.ingest(&[text_event("E2", "Uc", "m2", "two", 2_000)], 2_000)
+            .await
+            .unwrap();
         let conv = s.conversation(conv.id).await.unwrap().unwrap();
         assert_eq!(conv.status, "unread", "{}", backend(&s));
         // An in-progress chat stays with its agent.
         exec_db!(&s.db, p => sqlx::query("UPDATE conversations SET status = 'in_progress' WHERE id = $1").bind(conv.id)).unwrap();
-        s.ingest(&[text_event("E3", "Uc", "m3", "three", 3_000)], 3_000).await.unwrap();
-        assert_eq!(s.conversation(conv.id).await.unwrap().unwrap().status, "in_progress");
+        s.ingest(&[text_event("E3", "Uc", "m3", "three", 3_000)], 3_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.conversation(conv.id).await.unwrap().unwrap().status,
+            "in_progress"
+        );
     }
 }
 
@@ -112,19 +125,37 @@ async fn a_done_chat_turns_unread_on_a_new_customer_message() {
 async fn follow_unfollow_and_unblock_keep_the_history() {
     let (_dir, stores) = stores().await;
     for s in stores {
-        s.ingest(&[follow_event("F1", "Ud", 1_000, false)], 1_000).await.unwrap();
-        let conv = s.conversation_by_line_user("Ud").await.unwrap().expect("follow opens a chat");
+        s.ingest(&[follow_event("F1", "Ud", 1_000, false)], 1_000)
+            .await
+            .unwrap();
+        let conv = s
+            .conversation_by_line_user("Ud")
+            .await
+            .unwrap()
+            .expect("follow opens a chat");
         assert!(!conv.blocked);
         assert_eq!(conv.profile_state, "pending");
-        s.ingest(&[text_event("E1", "Ud", "m1", "hello", 2_000)], 2_000).await.unwrap();
-        s.ingest(&[unfollow_event("U1", "Ud", 3_000)], 3_000).await.unwrap();
+        s.ingest(&[text_event("E1", "Ud", "m1", "hello", 2_000)], 2_000)
+            .await
+            .unwrap();
+        s.ingest(&[unfollow_event("U1", "Ud", 3_000)], 3_000)
+            .await
+            .unwrap();
         let blocked = s.conversation(conv.id).await.unwrap().unwrap();
         assert!(blocked.blocked, "{}", backend(&s));
-        assert_eq!(s.messages_between(conv.id, 0, 10_000).await.unwrap().len(), 1);
-        s.ingest(&[follow_event("F2", "Ud", 4_000, true)], 4_000).await.unwrap();
+        assert_eq!(
+            s.messages_between(conv.id, 0, 10_000).await.unwrap().len(),
+            1
+        );
+        s.ingest(&[follow_event("F2", "Ud", 4_000, true)], 4_000)
+            .await
+            .unwrap();
         let back = s.conversation(conv.id).await.unwrap().unwrap();
         assert!(!back.blocked);
-        assert_eq!(back.last_message_at, 4_000, "the chat comes back to the top");
+        assert_eq!(
+            back.last_message_at, 4_000,
+            "the chat comes back to the top"
+        );
         assert_eq!(s.count_conversations().await.unwrap(), 1);
         // Each follow asks for the profile again (display names change).
         let jobs = s.claim_jobs(10_000, 10, 1_000).await.unwrap();
@@ -150,16 +181,28 @@ async fn group_events_are_kept_raw_but_open_no_chat() {
 async fn the_list_is_newest_first_filters_and_pages() {
     let (_dir, stores) = stores().await;
     for s in stores {
-        let agent = s.create_user("sato", "佐藤 美咲", Role::Agent, "x", 0).await.unwrap();
+        let agent = s
+            .create_user("sato", "佐藤 美咲", Role::Agent, "x", 0)
+            .await
+            .unwrap();
         let mut events = Vec::new();
         for i in 0..25 {
-            events.push(text_event(&format!("E{i}"), &format!("U{i:02}"), &format!("m{i}"), "hi", 1_000 + i));
+            events.push(text_event(
+                &format!("E{i}"),
+                &format!("U{i:02}"),
+                &format!("m{i}"),
+                "hi",
+                1_000 + i,
+            ));
         }
         s.ingest(&events, 5_000).await.unwrap();
         let first = s.conversation_by_line_user("U03").await.unwrap().unwrap();
         exec_db!(&s.db, p => sqlx::query("UPDATE conversations SET status = 'in_progress', agent_id = $1 WHERE id = $2").bind(agent).bind(first.id)).unwrap();
 
-        let mut f = ConversationFilter { limit: 10, ..Default::default() };
+        let mut f = ConversationFilter {
+            limit: 10,
+            ..Default::default()
+        };
         let page1 = s.list_conversations(&f).await.unwrap();
         assert_eq!(page1.len(), 10);
         assert_eq!(page1[0].line_user_id, "U24", "newest activity first");
@@ -167,24 +210,51 @@ async fn the_list_is_newest_first_filters_and_pages() {
         f.after = Some((last.last_message_at, last.id));
         let page2 = s.list_conversations(&f).await.unwrap();
         assert_eq!(page2[0].line_user_id, "U14");
-        f.after = Some((page2.last().unwrap().last_message_at, page2.last().unwrap().id));
+        f.after = Some((
+            page2.last().unwrap().last_message_at,
+            page2.last().unwrap().id,
+        ));
         let page3 = s.list_conversations(&f).await.unwrap();
         assert_eq!(page3.len(), 5, "{}", backend(&s));
 
-        let by_status = ConversationFilter { status: Some("in_progress".into()), limit: 50, ..Default::default() };
+        let by_status = ConversationFilter {
+            status: Some("in_progress".into()),
+            limit: 50,
+            ..Default::default()
+        };
         assert_eq!(s.list_conversations(&by_status).await.unwrap().len(), 1);
-        let by_agent_name = ConversationFilter { agent: Some("美咲".into()), limit: 50, ..Default::default() };
+        let by_agent_name = ConversationFilter {
+            agent: Some("美咲".into()),
+            limit: 50,
+            ..Default::default()
+        };
         let rows = s.list_conversations(&by_agent_name).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].agent_login.as_deref(), Some("sato"));
-        let by_login = ConversationFilter { agent: Some("sato".into()), limit: 50, ..Default::default() };
+        let by_login = ConversationFilter {
+            agent: Some("sato".into()),
+            limit: 50,
+            ..Default::default()
+        };
         assert_eq!(s.list_conversations(&by_login).await.unwrap().len(), 1);
-        let unregistered = ConversationFilter { registered: Some(false), limit: 50, ..Default::default() };
+        let unregistered = ConversationFilter {
+            registered: Some(false),
+            limit: 50,
+            ..Default::default()
+        };
         assert_eq!(s.list_conversations(&unregistered).await.unwrap().len(), 25);
-        let registered = ConversationFilter { registered: Some(true), limit: 50, ..Default::default() };
+        let registered = ConversationFilter {
+            registered: Some(true),
+            limit: 50,
+            ..Default::default()
+        };
         assert!(s.list_conversations(&registered).await.unwrap().is_empty());
         // A `%` typed into a filter is a character, not a wildcard.
-        let pct = ConversationFilter { agent: Some("%".into()), limit: 50, ..Default::default() };
+        let pct = ConversationFilter {
+            agent: Some("%".into()),
+            limit: 50,
+            ..Default::default()
+        };
         assert!(s.list_conversations(&pct).await.unwrap().is_empty());
     }
 }
@@ -193,10 +263,20 @@ async fn the_list_is_newest_first_filters_and_pages() {
 async fn api_tokens_are_stored_hashed_and_disabled_users_are_refused() {
     let (_dir, stores) = stores().await;
     for s in stores {
-        let id = s.create_user("admin", "管理者", Role::Admin, "hash", 0).await.unwrap();
-        assert!(s.create_user("admin", "again", Role::Agent, "hash", 0).await.is_err());
+        let id = s
+            .create_user("admin", "管理者", Role::Admin, "hash", 0)
+            .await
+            .unwrap();
+        assert!(
+            s.create_user("admin", "again", Role::Agent, "hash", 0)
+                .await
+                .is_err()
+        );
         let token = s.create_api_token(id, 0).await.unwrap();
-        assert_eq!(s.user_by_api_token(&token).await.unwrap().unwrap().login, "admin");
+        assert_eq!(
+            s.user_by_api_token(&token).await.unwrap().unwrap().login,
+            "admin"
+        );
         assert!(s.user_by_api_token("ld_wrong").await.unwrap().is_none());
         let stored: String = desk_store::on_db!(&s.db, p => sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_one(p).await).unwrap();
         assert_ne!(stored, token);
@@ -209,10 +289,15 @@ async fn api_tokens_are_stored_hashed_and_disabled_users_are_refused() {
 async fn jobs_are_claimed_once_until_their_lease_ends() {
     let (_dir, stores) = stores().await;
     for s in stores {
-        s.ingest(&[follow_event("F1", "Uf", 1_000, false)], 1_000).await.unwrap();
+        s.ingest(&[follow_event("F1", "Uf", 1_000, false)], 1_000)
+            .await
+            .unwrap();
         let claimed = s.claim_jobs(1_000, 10, 60_000).await.unwrap();
         assert_eq!(claimed.len(), 1);
-        assert!(s.claim_jobs(2_000, 10, 60_000).await.unwrap().is_empty(), "leased");
+        assert!(
+            s.claim_jobs(2_000, 10, 60_000).await.unwrap().is_empty(),
+            "leased"
+        );
         let again = s.claim_jobs(61_000, 10, 60_000).await.unwrap();
         assert_eq!(again.len(), 1, "a crashed worker's job comes back");
         assert_eq!(again[0].attempts, 2);

@@ -28,7 +28,10 @@ const CUSTOMERS: [(&str, &str); 4] = [
     ("U00000000000000000000000000de0002", "鈴木 一郎"),
     ("U00000000000000000000000000de0003", "Emily Clark"),
     // Display names are chosen by LINE users: the desk must show this as text.
-    ("U00000000000000000000000000de0004", "<img src=x onerror=alert(1)>"),
+    (
+        "U00000000000000000000000000de0004",
+        "<img src=x onerror=alert(1)>",
+    ),
 ];
 
 const LINES: [&str; 8] = [
@@ -111,11 +114,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn seed_crm(store: &desk_store::Store, admin_id: i64) -> anyhow::Result<()> {
     use desk_store::customers::{CustomerFields, CustomerFilter};
     let now = desk_core::Clock::now_ms(&desk_core::SystemClock);
-    if !store.list_customers(&CustomerFilter { limit: 1, ..Default::default() }).await?.is_empty() {
+    if !store
+        .list_customers(&CustomerFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await?
+        .is_empty()
+    {
         return Ok(());
     }
     let people = [
-        ("山田 花子", "090-1234-5678", "hanako@example.jp", vec!["VIP".to_owned()]),
+        (
+            "山田 花子",
+            "090-1234-5678",
+            "hanako@example.jp",
+            vec!["VIP".to_owned()],
+        ),
         ("鈴木 一郎", "03-5555-0101", "", vec![]),
         ("佐々木 陽子", "080-2222-3333", "", vec!["法人".to_owned()]),
     ];
@@ -131,8 +146,13 @@ async fn seed_crm(store: &desk_store::Store, admin_id: i64) -> anyhow::Result<()
         let id = store.create_customer(&fields, Some(admin_id), now).await?;
         first.get_or_insert(id);
     }
-    if let (Some(customer), Some(chat)) = (first, store.conversation_by_line_user(CUSTOMERS[0].0).await?) {
-        store.link_conversation(chat.id, customer, Some(admin_id), now).await?;
+    if let (Some(customer), Some(chat)) = (
+        first,
+        store.conversation_by_line_user(CUSTOMERS[0].0).await?,
+    ) {
+        store
+            .link_conversation(chat.id, customer, Some(admin_id), now)
+            .await?;
     }
     Ok(())
 }
@@ -142,7 +162,9 @@ async fn chatter(emulator: Emulator, every_secs: u64) {
     loop {
         let jitter = rand::thread_rng().gen_range(0..=every_secs / 2);
         tokio::time::sleep(Duration::from_secs(every_secs / 2 + jitter)).await;
-        let (user_id, _) = *CUSTOMERS[..3].choose(&mut rand::thread_rng()).expect("customers");
+        let (user_id, _) = *CUSTOMERS[..3]
+            .choose(&mut rand::thread_rng())
+            .expect("customers");
         let roll: u8 = rand::thread_rng().gen_range(0..10);
         let message = match roll {
             0 => UserMessage::Sticker {

@@ -15,7 +15,11 @@ use desk_store::Store;
 use desk_store::users::Role;
 
 #[derive(Parser)]
-#[command(name = "linedesk", version, about = "The LINE chat desk of a call-center system")]
+#[command(
+    name = "linedesk",
+    version,
+    about = "The LINE chat desk of a call-center system"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,9 +62,17 @@ struct DeskArgs {
     /// Base URL LINE fetches agents' images from; default http://<listen>.
     #[arg(long, env = "LINEDESK_PUBLIC_URL")]
     public_url: Option<String>,
-    #[arg(long, env = "LINEDESK_LINE_API_BASE", default_value = "https://api.line.me")]
+    #[arg(
+        long,
+        env = "LINEDESK_LINE_API_BASE",
+        default_value = "https://api.line.me"
+    )]
     line_api_base: String,
-    #[arg(long, env = "LINEDESK_LINE_DATA_API_BASE", default_value = "https://api-data.line.me")]
+    #[arg(
+        long,
+        env = "LINEDESK_LINE_DATA_API_BASE",
+        default_value = "https://api-data.line.me"
+    )]
     line_data_api_base: String,
     /// Time zone for times shown to agents and the From/To days.
     #[arg(long, env = "LINEDESK_TIME_ZONE", default_value = "Asia/Tokyo")]
@@ -92,7 +104,11 @@ impl DeskArgs {
     }
 
     async fn store(&self) -> anyhow::Result<Store> {
-        Ok(Store::open(self.database_url.as_deref().filter(|s| !s.is_empty()), &self.data_dir).await?)
+        Ok(Store::open(
+            self.database_url.as_deref().filter(|s| !s.is_empty()),
+            &self.data_dir,
+        )
+        .await?)
     }
 }
 
@@ -190,7 +206,12 @@ async fn main() -> anyhow::Result<()> {
                 .user_by_login(&login)
                 .await?
                 .with_context(|| format!("no user {login:?}"))?;
-            println!("{}", store.create_api_token(user.id, SystemClock.now_ms()).await?);
+            println!(
+                "{}",
+                store
+                    .create_api_token(user.id, SystemClock.now_ms())
+                    .await?
+            );
             Ok(())
         }
         Command::Emulator(args) => run_emulator(args).await,
@@ -241,7 +262,10 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("LINE emulator on http://{} (phone page at /)", listener.local_addr()?);
+    println!(
+        "LINE emulator on http://{} (phone page at /)",
+        listener.local_addr()?
+    );
     emulator.serve(listener).await?;
     Ok(())
 }

@@ -24,13 +24,22 @@ impl Drop for Desk {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start_desk(dir: &std::path::Path, port: u16, emulator_url: &str, mode: &str) -> Desk {
     let url = format!("http://127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_linedesk"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir)
         .env("LINEDESK_LINE_API_BASE", emulator_url)
         .env("LINEDESK_LINE_DATA_API_BASE", emulator_url)
@@ -56,7 +65,13 @@ async fn start_desk(dir: &std::path::Path, port: u16, emulator_url: &str, mode: 
 
 fn kill9(desk: &mut Desk) {
     let pid = desk.child.id().to_string();
-    assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let _ = desk.child.wait();
 }
 
@@ -92,7 +107,10 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     // The agent and their token, written straight into the desk's database.
     let store = Store::open(None, dir.path()).await.unwrap();
-    let id = store.create_user("sato", "佐藤", Role::Agent, "unused", 0).await.unwrap();
+    let id = store
+        .create_user("sato", "佐藤", Role::Agent, "unused", 0)
+        .await
+        .unwrap();
     let token = store.create_api_token(id, 0).await.unwrap();
     drop(store);
     Setup {
@@ -150,7 +168,12 @@ impl Setup {
             .unwrap();
         let conv = list["conversations"][0]["id"].as_i64().unwrap();
         let taken = self
-            .post(desk, &format!("/api/v1/conversations/{conv}/status"), json!({"status": "in_progress"}), Duration::from_secs(5))
+            .post(
+                desk,
+                &format!("/api/v1/conversations/{conv}/status"),
+                json!({"status": "in_progress"}),
+                Duration::from_secs(5),
+            )
             .await
             .unwrap();
         assert_eq!(taken["status"], "in_progress");
@@ -164,15 +187,28 @@ async fn push_messages_waiting_or_in_flight_at_a_kill_are_delivered_exactly_once
     let mut desk = start_desk(s.dir.path(), s.port, &s.emulator_url, "push").await;
     let (user, conv) = s.customer_in_progress(&desk).await;
     // LINE is slow: the first push hangs, yet LINE takes it even if the desk dies meanwhile.
-    s.emulator.add_fault_after_effect(Fault { endpoint: Endpoint::Push, status: 0, count: 1, delay_ms: 1500 });
+    s.emulator.add_fault_after_effect(Fault {
+        endpoint: Endpoint::Push,
+        status: 0,
+        count: 1,
+        delay_ms: 1500,
+    });
     let texts: Vec<String> = (1..=5).map(|i| format!("メッセージ{i}")).collect();
     for t in &texts {
         // The API answers once the message is stored; we do not wait for LINE.
         let _ = s
-            .post(&desk, &format!("/api/v1/conversations/{conv}/messages"), json!({"text": t}), Duration::from_millis(300))
+            .post(
+                &desk,
+                &format!("/api/v1/conversations/{conv}/messages"),
+                json!({"text": t}),
+                Duration::from_millis(300),
+            )
             .await;
     }
-    eventually("a push is in flight", async || (s.emulator.stats()["push"]["calls"].as_i64() >= Some(1)).then_some(())).await;
+    eventually("a push is in flight", async || {
+        (s.emulator.stats()["push"]["calls"].as_i64() >= Some(1)).then_some(())
+    })
+    .await;
     kill9(&mut desk);
     let desk = start_desk(s.dir.path(), s.port, &s.emulator_url, "push").await;
     let msgs = eventually("all sent after the restart", async || {
@@ -184,7 +220,12 @@ async fn push_messages_waiting_or_in_flight_at_a_kill_are_delivered_exactly_once
     assert_eq!(msgs.len(), 5);
     // Let the slow first request finish on LINE's side too, then count.
     tokio::time::sleep(Duration::from_millis(1800)).await;
-    let got: Vec<String> = s.emulator.inbox(&user).iter().map(|m| m["text"].as_str().unwrap().to_owned()).collect();
+    let got: Vec<String> = s
+        .emulator
+        .inbox(&user)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(got, texts, "each exactly once, in order");
 }
 
@@ -193,15 +234,31 @@ async fn a_reply_in_flight_at_a_kill_is_shown_uncertain_and_never_resent() {
     let s = setup().await;
     let mut desk = start_desk(s.dir.path(), s.port, &s.emulator_url, "reply").await;
     let (user, conv) = s.customer_in_progress(&desk).await;
-    s.emulator.add_fault_after_effect(Fault { endpoint: Endpoint::Reply, status: 0, count: 1, delay_ms: 1500 });
+    s.emulator.add_fault_after_effect(Fault {
+        endpoint: Endpoint::Reply,
+        status: 0,
+        count: 1,
+        delay_ms: 1500,
+    });
     let _ = s
-        .post(&desk, &format!("/api/v1/conversations/{conv}/messages"), json!({"text": "届くかどうか"}), Duration::from_millis(300))
+        .post(
+            &desk,
+            &format!("/api/v1/conversations/{conv}/messages"),
+            json!({"text": "届くかどうか"}),
+            Duration::from_millis(300),
+        )
         .await;
-    eventually("the reply is in flight", async || (s.emulator.stats()["reply"]["calls"].as_i64() >= Some(1)).then_some(())).await;
+    eventually("the reply is in flight", async || {
+        (s.emulator.stats()["reply"]["calls"].as_i64() >= Some(1)).then_some(())
+    })
+    .await;
     kill9(&mut desk);
     let desk = start_desk(s.dir.path(), s.port, &s.emulator_url, "reply").await;
     let m = eventually("shown uncertain after the restart", async || {
-        s.messages(&desk, conv).await.into_iter().find(|m| m["direction"] == "out" && m["delivery_state"] == "uncertain")
+        s.messages(&desk, conv)
+            .await
+            .into_iter()
+            .find(|m| m["direction"] == "out" && m["delivery_state"] == "uncertain")
     })
     .await;
     assert_eq!(m["delivery"], "failed");
@@ -209,5 +266,9 @@ async fn a_reply_in_flight_at_a_kill_is_shown_uncertain_and_never_resent() {
     // The customer's next message brings a token: the uncertain reply is not resent.
     s.emulator.send_text(&user, "もしもし").await.unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(s.emulator.inbox(&user).len(), 1, "delivered once (LINE took it), never twice");
+    assert_eq!(
+        s.emulator.inbox(&user).len(),
+        1,
+        "delivered once (LINE took it), never twice"
+    );
 }

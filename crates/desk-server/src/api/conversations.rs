@@ -3,8 +3,8 @@
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use desk_core::customer_code::{normalize_phone_digits, parse_code_query};
 use desk_core::ConversationStatus;
+use desk_core::customer_code::{normalize_phone_digits, parse_code_query};
 use desk_store::conversations::{ConversationFilter, StatusOutcome};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,11 +37,20 @@ async fn set_status(
     Json(body): Json<StatusBody>,
 ) -> ApiResult<Json<ConversationView>> {
     let to: ConversationStatus = body.status.parse().map_err(|_| {
-        ApiError::bad_request(format!("status must be unread, in_progress or done, not {:?}", body.status))
+        ApiError::bad_request(format!(
+            "status must be unread, in_progress or done, not {:?}",
+            body.status
+        ))
     })?;
-    match st.store.change_status(id, user.id, user.is_admin(), to, st.now_ms()).await? {
+    match st
+        .store
+        .change_status(id, user.id, user.is_admin(), to, st.now_ms())
+        .await?
+    {
         StatusOutcome::Changed => {}
-        StatusOutcome::HeldBy { agent_id } => return Err(super::sending::held_by(&st, agent_id).await),
+        StatusOutcome::HeldBy { agent_id } => {
+            return Err(super::sending::held_by(&st, agent_id).await);
+        }
         StatusOutcome::NotFound => return Err(ApiError::not_found("conversation")),
     }
     one(State(st), AuthUser(user), Path(id)).await
@@ -80,20 +89,28 @@ impl ListQuery {
     pub fn to_filter(&self) -> Result<ConversationFilter, ApiError> {
         let customer_id = match non_empty(&self.customer_id) {
             Some(s) => Some(parse_code_query(s).ok_or_else(|| {
-                ApiError::bad_request(format!("customer_id {s:?} is not a customer ID like 15 or #C15"))
+                ApiError::bad_request(format!(
+                    "customer_id {s:?} is not a customer ID like 15 or #C15"
+                ))
             })?),
             None => None,
         };
         let registered = match non_empty(&self.registered) {
             Some("true") => Some(true),
             Some("false") => Some(false),
-            Some(other) => return Err(ApiError::bad_request(format!("registered must be true or false, not {other:?}"))),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "registered must be true or false, not {other:?}"
+                )));
+            }
             None => None,
         };
         let status = match non_empty(&self.status) {
             Some(s) => {
                 let parsed: desk_core::status::ConversationStatus = s.parse().map_err(|_| {
-                    ApiError::bad_request(format!("status must be unread, in_progress or done, not {s:?}"))
+                    ApiError::bad_request(format!(
+                        "status must be unread, in_progress or done, not {s:?}"
+                    ))
                 })?;
                 Some(parsed.as_str().to_owned())
             }
@@ -103,14 +120,18 @@ impl ListQuery {
             Some(s) => Some(
                 s.split_once('_')
                     .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-                    .ok_or_else(|| ApiError::bad_request("after is not a cursor from a previous page"))?,
+                    .ok_or_else(|| {
+                        ApiError::bad_request("after is not a cursor from a previous page")
+                    })?,
             ),
             None => None,
         };
         Ok(ConversationFilter {
             customer_id,
             customer_name: non_empty(&self.customer_name).map(str::to_owned),
-            phone_digits: non_empty(&self.phone).map(normalize_phone_digits).filter(|d| !d.is_empty()),
+            phone_digits: non_empty(&self.phone)
+                .map(normalize_phone_digits)
+                .filter(|d| !d.is_empty()),
             registered,
             status,
             agent: non_empty(&self.agent).map(str::to_owned),
@@ -128,12 +149,16 @@ async fn list(
     let filter = q.to_filter()?;
     let rows = st.store.list_conversations(&filter).await?;
     let next = if rows.len() as i64 == filter.limit {
-        rows.last().map(|r| format!("{}_{}", r.last_message_at, r.id))
+        rows.last()
+            .map(|r| format!("{}_{}", r.last_message_at, r.id))
     } else {
         None
     };
     let tz = st.config.time_zone;
-    let list: Vec<ConversationView> = rows.into_iter().map(|r| ConversationView::new(r, tz)).collect();
+    let list: Vec<ConversationView> = rows
+        .into_iter()
+        .map(|r| ConversationView::new(r, tz))
+        .collect();
     Ok(Json(json!({"conversations": list, "next": next})))
 }
 
@@ -166,7 +191,10 @@ async fn messages(
         return Err(ApiError::not_found("conversation"));
     }
     let date = |s: &Option<String>| -> ApiResult<_> {
-        non_empty(s).map(parse_date).transpose().map_err(ApiError::bad_request)
+        non_empty(s)
+            .map(parse_date)
+            .transpose()
+            .map_err(ApiError::bad_request)
     };
     let tz = st.config.time_zone;
     let (from, to) = history_range(date(&q.from)?, date(&q.to)?, st.now_ms(), tz)

@@ -69,12 +69,24 @@ async fn send(
         let now = st.now_ms();
         let (original_id, original_key) = st
             .media
-            .save(&st.store, &prepared.original, prepared.original_type, true, now)
+            .save(
+                &st.store,
+                &prepared.original,
+                prepared.original_type,
+                true,
+                now,
+            )
             .await
             .map_err(ApiError::internal)?;
         let (_, preview_key) = st
             .media
-            .save(&st.store, &prepared.preview, prepared.preview_type, true, now)
+            .save(
+                &st.store,
+                &prepared.preview,
+                prepared.preview_type,
+                true,
+                now,
+            )
             .await
             .map_err(ApiError::internal)?;
         let payload = json!({"original_key": original_key, "preview_key": preview_key}).to_string();
@@ -82,7 +94,12 @@ async fn send(
             .queue_outgoing(
                 id,
                 user.id,
-                NewOutgoing { kind: "image", text: None, payload: Some(&payload), media_id: Some(original_id) },
+                NewOutgoing {
+                    kind: "image",
+                    text: None,
+                    payload: Some(&payload),
+                    media_id: Some(original_id),
+                },
                 &retry_key,
                 now,
             )
@@ -91,12 +108,18 @@ async fn send(
         let Json(body) = Json::<TextBody>::from_request(req, &st)
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        desk_core::planner::check_agent_text(&body.text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        desk_core::planner::check_agent_text(&body.text)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         st.store
             .queue_outgoing(
                 id,
                 user.id,
-                NewOutgoing { kind: "text", text: Some(&body.text), payload: None, media_id: None },
+                NewOutgoing {
+                    kind: "text",
+                    text: Some(&body.text),
+                    payload: None,
+                    media_id: None,
+                },
                 &retry_key,
                 st.now_ms(),
             )
@@ -107,8 +130,15 @@ async fn send(
         Err(e) => return Err(not_handler(&st, e).await),
     };
     attempt_now(&st, id, message_id).await;
-    let row = st.store.message(message_id).await?.ok_or_else(|| ApiError::not_found("message"))?;
-    Ok((StatusCode::CREATED, Json(MessageView::new(row, st.config.time_zone))))
+    let row = st
+        .store
+        .message(message_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(MessageView::new(row, st.config.time_zone)),
+    ))
 }
 
 /// One delivery attempt right away, in its own task: if LINE is slow the answer comes back
@@ -150,7 +180,11 @@ async fn resend(
         Err(e) => return Err(e.into()),
     };
     attempt_now(&st, conversation_id, id).await;
-    let row = st.store.message(id).await?.ok_or_else(|| ApiError::not_found("message"))?;
+    let row = st
+        .store
+        .message(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
     Ok(Json(MessageView::new(row, st.config.time_zone)))
 }
 
@@ -168,8 +202,14 @@ pub async fn not_handler(st: &AppState, e: NotHandler) -> ApiError {
 
 fn image_error(e: ImageError) -> ApiError {
     match e {
-        ImageError::TooLarge => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
-        ImageError::NotAnImage => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image", e.to_string()),
+        ImageError::TooLarge => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        }
+        ImageError::NotAnImage => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not_an_image",
+            e.to_string(),
+        ),
         ImageError::Unreadable(_) => ApiError::bad_request(e.to_string()),
     }
 }
@@ -177,7 +217,14 @@ fn image_error(e: ImageError) -> ApiError {
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     let status = e.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(status, "too_large", format!("the file is larger than {} MB", images::MAX_UPLOAD_BYTES / 1024 / 1024))
+        ApiError::new(
+            status,
+            "too_large",
+            format!(
+                "the file is larger than {} MB",
+                images::MAX_UPLOAD_BYTES / 1024 / 1024
+            ),
+        )
     } else {
         ApiError::bad_request(e.body_text())
     }

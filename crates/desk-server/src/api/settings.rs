@@ -80,28 +80,41 @@ pub struct SaveBody {
 pub async fn apply(st: &AppState, body: SaveBody) -> ApiResult<()> {
     let now = st.now_ms();
     let before = st.line.current().mode;
-    let mode = match body.mode.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
-        Some(m) => Some(
-            m.parse::<Mode>()
-                .map_err(|_| ApiError::bad_request(format!("mode must be reply or push, not {m:?}")))?,
-        ),
+    let mode = match body
+        .mode
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        Some(m) => Some(m.parse::<Mode>().map_err(|_| {
+            ApiError::bad_request(format!("mode must be reply or push, not {m:?}"))
+        })?),
         None => None,
     };
     if let Some(m) = mode {
         st.store.set_setting(KEY_MODE, m.as_str(), now).await?;
     }
-    for (key, value) in [(KEY_SECRET, &body.channel_secret), (KEY_TOKEN, &body.channel_access_token)] {
+    for (key, value) in [
+        (KEY_SECRET, &body.channel_secret),
+        (KEY_TOKEN, &body.channel_access_token),
+    ] {
         if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
             st.store.set_setting(key, v, now).await?;
         }
     }
-    st.line.reload(&st.store).await.map_err(ApiError::internal)?;
+    st.line
+        .reload(&st.store)
+        .await
+        .map_err(ApiError::internal)?;
     if before == Mode::Reply && mode == Some(Mode::Push) {
         // Reply → Push: what was kept unsent goes out now, by push (M1, M2).
         st.store.wake_outbox(now).await?;
         st.outbox_wakeup.notify_one();
     }
-    tracing::info!(mode = st.line.current().mode.as_str(), "LINE settings saved");
+    tracing::info!(
+        mode = st.line.current().mode.as_str(),
+        "LINE settings saved"
+    );
     Ok(())
 }
 
@@ -120,8 +133,10 @@ pub async fn check(st: &AppState) -> Value {
         return json!({"ok": false, "error": "no Channel Access Token is set"});
     };
     match client.bot_info().await {
-        Ok(bot) => json!({"ok": true, "bot": {"display_name": bot.display_name, "basic_id": bot.basic_id,
-                                             "user_id": bot.user_id}}),
+        Ok(bot) => {
+            json!({"ok": true, "bot": {"display_name": bot.display_name, "basic_id": bot.basic_id,
+                                             "user_id": bot.user_id}})
+        }
         Err(line_api::LineError::Unauthorized) => json!({"ok": false,
             "error": "LINE refused the Channel Access Token: copy it again (or issue a new one) in the LINE Developers console"}),
         Err(e) => json!({"ok": false, "error": format!("could not reach LINE: {e}")}),

@@ -118,7 +118,11 @@ impl MessageView {
             details: m.payload.and_then(|p| serde_json::from_str(&p).ok()),
             agent,
             created_at: rfc3339(m.created_at, tz),
-            delivery: if m.delivery == "uncertain" { "failed".into() } else { m.delivery.clone() },
+            delivery: if m.delivery == "uncertain" {
+                "failed".into()
+            } else {
+                m.delivery.clone()
+            },
             delivery_state: m.delivery,
             delivery_error: m.delivery_error,
             sent_via: m.sent_via,

@@ -74,13 +74,21 @@ async fn page(st: &AppState, admin: &PageAdmin) -> Result<LinePage, ApiError> {
     })
 }
 
-async fn show(State(st): State<AppState>, admin: PageAdmin, Query(q): Query<MsgQuery>) -> Result<Response, ApiError> {
+async fn show(
+    State(st): State<AppState>,
+    admin: PageAdmin,
+    Query(q): Query<MsgQuery>,
+) -> Result<Response, ApiError> {
     let mut p = page(&st, &admin).await?;
     p.saved = q.msg.as_deref() == Some("saved");
     Ok(render(&p))
 }
 
-async fn save(State(st): State<AppState>, admin: PageAdmin, Form(form): Form<SaveForm>) -> Result<Response, ApiError> {
+async fn save(
+    State(st): State<AppState>,
+    admin: PageAdmin,
+    Form(form): Form<SaveForm>,
+) -> Result<Response, ApiError> {
     let body = SaveBody {
         mode: Some(form.mode),
         channel_secret: Some(form.channel_secret),
