@@ -53,10 +53,10 @@ async fn start_desk(dir: &std::path::Path, port: u16, emulator_url: &str, mode: 
     let desk = Desk { child, url };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", desk.url)).await {
-            if r.status() == 200 {
-                return desk;
-            }
+        if let Ok(r) = reqwest::get(format!("{}/healthz", desk.url)).await
+            && r.status() == 200
+        {
+            return desk;
         }
         assert!(Instant::now() < deadline, "the desk did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
