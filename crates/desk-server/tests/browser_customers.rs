@@ -139,6 +139,13 @@ async fn link_by_the_customer_button(b: Backend) {
     fill(&br, "#f-customer-id", "").await;
     fill(&br, "#f-customer-name", "花子").await;
     br.click("検索", "#search").await;
+    // The list already shows [conv] from the ID search: wait for the new page itself, or
+    // its navigation could land after the next `open`.
+    br.until("the name search page", || async {
+        let url = br.driver.current_url().await.ok()?.to_string();
+        url.contains("customer_name=%E8%8A%B1%E5%AD%90").then_some(())
+    })
+    .await;
     wait_listed(&br, "the chat found by customer name", &[conv]).await;
     br.open("/chats?registered=false").await;
     wait_listed(&br, "unregistered chats", &[other]).await;
