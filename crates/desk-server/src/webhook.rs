@@ -129,9 +129,7 @@ fn event_type(raw: &str) -> String {
 fn to_inbound_message(m: &MessageContent, ev: &Event) -> InboundMessage {
     let mut text = None;
     let mut fetch_content = false;
-    let provider_payload = |p: &ContentProvider| {
-        json!({"provider": p.kind, "original_url": p.original_content_url, "preview_url": p.preview_image_url})
-    };
+    let provider_payload = |p: &ContentProvider| json!({"provider": p.kind, "original_url": p.original_content_url, "preview_url": p.preview_image_url});
     let payload = match m {
         MessageContent::Text { text: t, .. } => {
             text = Some(t.clone());
