@@ -143,7 +143,8 @@ async fn link_by_the_customer_button(b: Backend) {
     // its navigation could land after the next `open`.
     br.until("the name search page", || async {
         let url = br.driver.current_url().await.ok()?.to_string();
-        url.contains("customer_name=%E8%8A%B1%E5%AD%90").then_some(())
+        url.contains("customer_name=%E8%8A%B1%E5%AD%90")
+            .then_some(())
     })
     .await;
     wait_listed(&br, "the chat found by customer name", &[conv]).await;
