@@ -372,14 +372,17 @@ impl Store {
     }
 
     /// Whether a sender has dealt with this message since it was written: it left the
-    /// outbox (sent or failed), or it was tried, or put back to wait for a reply token.
+    /// outbox (sent or failed), or it waits again after a try or for a reply token — not
+    /// while a request for it is under way (`sending`).
     pub async fn outgoing_settled(&self, message_id: i64) -> Result<bool> {
-        let row: Option<(i64, i64, i64)> = on_db!(&self.db, p => sqlx::query_as(
-            "SELECT attempts, next_attempt_at, created_at FROM outbox WHERE message_id = $1")
+        let row: Option<(String, i64, i64, i64)> = on_db!(&self.db, p => sqlx::query_as(
+            "SELECT state, attempts, next_attempt_at, created_at FROM outbox WHERE message_id = $1")
             .bind(message_id).fetch_optional(p).await)?;
         Ok(match row {
             None => true,
-            Some((attempts, next_at, created_at)) => attempts > 0 || next_at > created_at,
+            Some((state, attempts, next_at, created_at)) => {
+                state == "queued" && (attempts > 0 || next_at > created_at)
+            }
         })
     }
 
