@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -254,7 +255,14 @@ async fn writer(
         let mut batches = Vec::new();
         {
             let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
+            let first = loop {
+                // Idle for a second: time to checkpoint what the last batches wrote.
+                match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                    Ok(Some(first)) => break first,
+                    Ok(None) => return,
+                    Err(_) => checkpoint(&mut store, false).await,
+                }
+            };
             let mut n = first.events.len();
             batches.push(first);
             while n < MAX_BATCH_EVENTS {
@@ -291,6 +299,15 @@ async fn writer(
         for (_, done) in waiting {
             let _ = done.send(reply.clone());
         }
+        // Nobody waits for these batches any more; the next ones may wait a little.
+        let waiting = !rx.lock().await.is_empty();
+        checkpoint(&mut store, waiting).await;
+    }
+}
+
+async fn checkpoint(store: &mut desk_store::ingest::IngestWriter, waiting: bool) {
+    if let Err(e) = store.checkpoint_if_due(waiting).await {
+        tracing::warn!(%e, "WAL checkpoint failed; SQLite will checkpoint later");
     }
 }
 

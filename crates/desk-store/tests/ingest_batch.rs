@@ -368,3 +368,44 @@ async fn a_failed_batch_leaves_nothing_and_the_writer_goes_on() {
         assert_eq!(after.conversations.len(), 2, "{b}");
     }
 }
+
+#[tokio::test]
+async fn the_writer_waits_for_another_connections_write_and_checkpoints_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(None, dir.path()).await.unwrap();
+    let desk_store::Db::Sqlite(pool) = &s.db else {
+        unreachable!("the default store is SQLite")
+    };
+    let mut writer = s.ingest_writer();
+    writer
+        .ingest(&[message(Some("E1"), Some("Ua"), Some("m1"), 1_000)], 1_000)
+        .await
+        .unwrap();
+    // Another connection holds the write lock for a moment: the batch waits, then goes in.
+    let mut other = pool.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        sqlx::query("COMMIT").execute(&mut *other).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let out = writer
+        .ingest(&[message(Some("E2"), Some("Ua"), Some("m2"), 2_000)], 2_000)
+        .await
+        .unwrap();
+    assert_eq!(out.stored, 1);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(45));
+    release.await.unwrap();
+
+    // Checkpoints: the pages the writer wrote reach the database file once one is due.
+    let db_file = dir.path().join("linedesk.db");
+    let size = || std::fs::metadata(&db_file).unwrap().len();
+    let before = size();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    writer.checkpoint_if_due(false).await.unwrap();
+    assert!(size() > before, "checkpointed: {before} -> {}", size());
+    assert_eq!(s.count_messages().await.unwrap(), 2);
+}
