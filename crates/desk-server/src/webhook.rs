@@ -20,7 +20,7 @@ use desk_store::Store;
 use desk_store::ingest::{InboundAction, InboundEvent, InboundMessage};
 use line_api::webhook::{ContentProvider, Event, EventKind, MessageContent, Source};
 use serde_json::json;
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::AppState;
 use crate::metrics::Metrics;
@@ -208,7 +208,10 @@ pub struct IngestQueue {
 }
 
 impl IngestQueue {
-    /// Starts the writers: one for SQLite (it has one writer anyway), several for PostgreSQL.
+    /// Starts the writer. One on either database: SQLite has one writer anyway, and on
+    /// PostgreSQL two or four were measured no faster and with a longer tail
+    /// (docs/benchmarks.md): the active users' chats are in nearly every batch, so
+    /// concurrent batches queue on those rows' locks, and one writer makes bigger groups.
     pub fn start(
         store: Store,
         clock: Arc<dyn Clock>,
@@ -216,17 +219,7 @@ impl IngestQueue {
         wakeup: Arc<Notify>,
     ) -> IngestQueue {
         let (tx, rx) = mpsc::channel::<Batch>(16_384);
-        let rx = Arc::new(Mutex::new(rx));
-        let writers = if store.is_postgres() { 4 } else { 1 };
-        for _ in 0..writers {
-            tokio::spawn(writer(
-                store.clone(),
-                clock.clone(),
-                metrics.clone(),
-                wakeup.clone(),
-                rx.clone(),
-            ));
-        }
+        tokio::spawn(writer(store, clock, metrics, wakeup, rx));
         IngestQueue { tx }
     }
 
@@ -247,32 +240,29 @@ async fn writer(
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     wakeup: Arc<Notify>,
-    rx: Arc<Mutex<mpsc::Receiver<Batch>>>,
+    mut rx: mpsc::Receiver<Batch>,
 ) {
     // On SQLite a connection of its own (see IngestWriter).
     let mut store = store.ingest_writer();
     loop {
-        let mut batches = Vec::new();
-        {
-            let mut rx = rx.lock().await;
-            let first = loop {
-                // Idle for a second: time to checkpoint what the last batches wrote.
-                match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                    Ok(Some(first)) => break first,
-                    Ok(None) => return,
-                    Err(_) => checkpoint(&mut store, false).await,
+        let first = loop {
+            // Idle for a second: time to checkpoint what the last batches wrote.
+            match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                Ok(Some(first)) => break first,
+                Ok(None) => return,
+                Err(_) => checkpoint(&mut store, false).await,
+            }
+        };
+        // Everything else waiting joins it (group commit).
+        let mut n = first.events.len();
+        let mut batches = vec![first];
+        while n < MAX_BATCH_EVENTS {
+            match rx.try_recv() {
+                Ok(b) => {
+                    n += b.events.len();
+                    batches.push(b);
                 }
-            };
-            let mut n = first.events.len();
-            batches.push(first);
-            while n < MAX_BATCH_EVENTS {
-                match rx.try_recv() {
-                    Ok(b) => {
-                        n += b.events.len();
-                        batches.push(b);
-                    }
-                    Err(_) => break,
-                }
+                Err(_) => break,
             }
         }
         // One transaction for all of them; the requests' events are moved, not copied.
@@ -300,7 +290,7 @@ async fn writer(
             let _ = done.send(reply.clone());
         }
         // Nobody waits for these batches any more; the next ones may wait a little.
-        let waiting = !rx.lock().await.is_empty();
+        let waiting = !rx.is_empty();
         checkpoint(&mut store, waiting).await;
     }
 }

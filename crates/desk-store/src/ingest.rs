@@ -439,7 +439,11 @@ async fn ingest_run(
     // statement). The status CASE keeps a 完了 chat's turn to 未読 atomic against agents.
     let mut jobs: Vec<(&'static str, i64)> = Vec::new();
     let mut chats: Vec<(i64, String, i64)> = Vec::with_capacity(users.len());
-    for chunk in users.chunks(MAX_BINDS / 5) {
+    // In the users' order: concurrent writers (PostgreSQL) then lock the rows they share in
+    // the same order, and wait for each other instead of deadlocking.
+    let mut sorted: Vec<&UserRun> = users.iter().collect();
+    sorted.sort_unstable_by_key(|u| u.user);
+    for chunk in sorted.chunks(MAX_BINDS / 5) {
         let rows: Vec<(i64, String, i64)> = on_conn!(c, c => {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO conversations (line_user_id, unread_count, last_message_at, created_at, updated_at) ",
@@ -541,6 +545,7 @@ async fn ingest_run(
 
     // 5. Profiles of new chats and content of media messages, fetched after the 200.
     outcome.scheduled_jobs |= !jobs.is_empty();
+    jobs.sort_unstable();
     for chunk in jobs.chunks(MAX_BINDS / 3) {
         on_conn!(c, c => {
             let mut qb = sqlx::QueryBuilder::new("INSERT INTO jobs (kind, target_id, next_at) ");

@@ -409,3 +409,35 @@ async fn the_writer_waits_for_another_connections_write_and_checkpoints_when_due
     assert!(size() > before, "checkpointed: {before} -> {}", size());
     assert_eq!(s.count_messages().await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn concurrent_batches_for_the_same_users_do_not_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    for s in testing::stores(dir.path()).await {
+        let b = backend(&s);
+        // Two instances' writers, each sending the same ten users' messages, in opposite orders.
+        let mut tasks = Vec::new();
+        for w in 0..2 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for round in 0..20 {
+                    let mut batch: Vec<InboundEvent> = (0..10)
+                        .map(|u| {
+                            let id = format!("W{w}-{round}-{u}");
+                            message(Some(&id), Some(&format!("U{u}")), Some(&id), 1_000 + round)
+                        })
+                        .collect();
+                    if w == 1 {
+                        batch.reverse();
+                    }
+                    s.ingest(&batch, 1_000 + round).await?;
+                }
+                Ok::<(), desk_store::StoreError>(())
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap_or_else(|e| panic!("{b}: {e}"));
+        }
+        assert_eq!(s.count_messages().await.unwrap(), 400, "{b}");
+    }
+}
