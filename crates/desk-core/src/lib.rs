@@ -9,7 +9,11 @@
 //! | C4 only the handling agent sends | [`status::can_send`] |
 //! | C5 完了 → 未読 when the customer writes | [`status::status_after_customer_message`] |
 //! | M1 Reply is the default mode | [`delivery::Mode`] |
-//! | M3–M5, M7 which queued messages go out with which reply token | [`planner::plan_reply`], [`planner::pick_token`] |
+//! | M3–M5, M7 which queued messages go out with which reply token | [`planner::plan_next`], [`planner::plan_reply`], [`planner::pick_token`] |
+//! | one press of 送信 is one group, never split across tokens when it fits | [`planner::Outgoing::group`], [`planner::objects_needed`] |
+//! | the handler's answer first, kept messages only along with it, the desk's answer on its own token | [`planner::Origin`], [`status::origin_of`] |
+//! | who may take back (取消) a waiting message | [`status::may_cancel`] |
+//! | why a message failed or waits (worded by the UI) | [`delivery::Problem`] |
 //! | M2 push mode, one request per agent message | [`planner::plan_push`] |
 //! | LINE limits: 5 objects per call, 5,000 UTF-16 units per text | [`planner::MAX_OBJECTS_PER_CALL`], [`planner::MAX_TEXT_UNITS`], [`planner::text_units`] |
 //! | what an agent may type (non-blank, ≤ 5,000 units) | [`planner::check_agent_text`] |

@@ -8,10 +8,25 @@
 //! and a non-empty queue meet — the agent sends inside the window (M3, "immediate send"), or the
 //! customer writes again (M5) — [`plan_reply`] decides what that one reply call carries:
 //!
-//! * messages leave **in the order written**; a message never jumps ahead of an earlier one that
-//!   is still queued, even when a later one would fit;
-//! * **consecutive texts are joined** with `"\n"` into one text object; an image between texts
-//!   stays in its place (`text, image, text`, the manual's example);
+//! * **one press of 送信 is one group** ([`Outgoing::group`]): a text and the images sent with
+//!   it go in the order the agent composed them, and a group that fits one call (≤ 5 objects)
+//!   is never split across calls — it goes whole with this token, or waits whole for the next;
+//!   a group larger than one call (only possible from old data: the API takes at most 5 parts)
+//!   goes message by message;
+//! * groups leave **in the order written**; a group never jumps ahead of an earlier one of the
+//!   same [`Origin`] that is still queued, even when a later one would fit;
+//! * **who goes first** ([`Origin`]): the desk's own answer to a customer message (the passcode
+//!   confirmation) rides *that* message's token and goes first; then the messages of the agent
+//!   handling the chat now; then messages kept from an earlier handling (the agent chose
+//!   そのまま送る at 完了/未読). Kept messages go only in a call that also carries a message of the
+//!   current handler, until the handler has answered once since taking the chat
+//!   (`handler_answered`; then they go like any waiting message, after the handler's): a
+//!   previous handler's queue never uses up the token the current handler needs for their own
+//!   answer, and nothing goes out while nobody handles the chat;
+//! * **consecutive texts are joined** with `"\n"` into one text object when they are of the
+//!   same origin (never the current handler's answer and a previous handler's text in one
+//!   bubble); an image between texts stays in its place (`text, image, text`, the manual's
+//!   example);
 //! * at most [`MAX_OBJECTS_PER_CALL`] (5) objects per call, and no text object over
 //!   [`MAX_TEXT_UNITS`] (5,000 UTF-16 code units — LINE counts UTF-16, see [`text_units`]);
 //!   a join that would exceed it starts a new object at the message boundary;
@@ -26,7 +41,8 @@
 //!
 //! ## What the caller does with a plan
 //!
-//! 1. Pick the token with [`pick_token`] and claim it (`UPDATE … SET used = true WHERE … AND NOT
+//! 1. Pick the token (and plan) with [`plan_next`] — or [`pick_token`] and [`plan_reply`] —
+//!    and claim it (`UPDATE … SET used = true WHERE … AND NOT
 //!    used`) *before* calling LINE: a reply token is single-use, whatever the outcome.
 //! 2. Call LINE's reply API with the objects. Then, by outcome:
 //!    * accepted → the plan's messages are `Sent` (M6);
@@ -94,11 +110,46 @@ pub enum OutContent {
     },
 }
 
-/// One undelivered agent message of a conversation.
+/// Whose message it is, which decides its place in a reply call (see the [module docs](self)).
+/// Ordered by priority: `Desk` before `Handler` before `Kept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The desk's own answer to a customer message (the passcode confirmation).
+    Desk,
+    /// Written by the agent who handles the chat now.
+    Handler,
+    /// Kept from an earlier handling: the chat was completed or released with it waiting, or
+    /// another agent handles it now. Goes only along with the current handler's messages.
+    Kept,
+}
+
+/// One undelivered message of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outgoing {
     pub id: i64,
+    /// The messages of one press of 送信 share a group (the id of its first message).
+    pub group: i64,
+    pub origin: Origin,
+    /// For a [`Origin::Desk`] answer: the reply token of the customer message it answers, which
+    /// it rides. [`plan_next`] drops the binding once that token is no longer usable (the answer
+    /// then goes with the next token); [`plan_reply`] leaves a message bound to another token
+    /// for that token.
+    pub reply_to: Option<String>,
     pub content: OutContent,
+}
+
+impl Outgoing {
+    /// A message of the current handler, alone in its group.
+    pub fn new(id: i64, content: OutContent) -> Outgoing {
+        Outgoing {
+            id,
+            group: id,
+            origin: Origin::Handler,
+            reply_to: None,
+            content,
+        }
+    }
 }
 
 /// The reply token of a customer message.
@@ -327,8 +378,13 @@ fn pieces_of(message: &Outgoing) -> Result<Pieces<'_>, PlanError> {
 }
 
 /// Places all pieces of one message after `objects`, joining its first text piece to a text
-/// object of an earlier message when it fits. `None` when the message does not fit whole.
-fn place(objects: &[PlannedObject], message: &Pieces<'_>) -> Option<Vec<PlannedObject>> {
+/// object of an earlier message when `can_join` (same origin) and it fits. `None` when the
+/// message does not fit whole.
+fn place(
+    objects: &[PlannedObject],
+    message: &Pieces<'_>,
+    can_join: bool,
+) -> Option<Vec<PlannedObject>> {
     let mut out = objects.to_vec();
     for piece in &message.pieces {
         match *piece {
@@ -338,6 +394,7 @@ fn place(objects: &[PlannedObject], message: &Pieces<'_>) -> Option<Vec<PlannedO
                         content: OutContent::Text(text),
                         message_ids,
                     }) if message_ids.last() != Some(&message.id)
+                        && can_join
                         && text_units(text) + text_units(JOIN) + text_units(part)
                             <= MAX_TEXT_UNITS =>
                     {
@@ -368,9 +425,59 @@ fn place(objects: &[PlannedObject], message: &Pieces<'_>) -> Option<Vec<PlannedO
     Some(out)
 }
 
-/// Plans one reply call (M3–M5): the longest prefix of `queue` that fits one call, or `None`
-/// when there is no usable token (none, used, or `now_ms` at or past [`expires_at`]) or nothing
-/// queued. `queue` is the conversation's undelivered agent messages in the order written.
+/// How many objects `messages` need in one call on their own, in this order, texts joined
+/// (a group's size). Over [`MAX_OBJECTS_PER_CALL`] means they cannot go in one call.
+pub fn objects_needed(messages: &[Outgoing]) -> Result<usize, PlanError> {
+    let mut objects = Vec::new();
+    for m in messages {
+        let pieces = pieces_of(m)?;
+        objects = place_unbounded(objects, &pieces);
+    }
+    Ok(objects.len())
+}
+
+/// [`place`] without the object limit (for counting).
+fn place_unbounded(mut objects: Vec<PlannedObject>, message: &Pieces<'_>) -> Vec<PlannedObject> {
+    for piece in &message.pieces {
+        let single = Pieces {
+            id: message.id,
+            pieces: vec![*piece],
+        };
+        let tail = objects.split_off(objects.len().saturating_sub(1));
+        let mut placed = place(&tail, &single, true).expect("two objects fit a call");
+        objects.append(&mut placed);
+    }
+    objects
+}
+
+/// The groups a call with `token` may carry, by priority ([`Origin`]), each as indices into
+/// the queue in the order written. Desk answers bound to another token are left for it.
+fn call_order(queue: &[Outgoing], token: &str) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Origin, i64, Vec<usize>)> = Vec::new();
+    for (i, m) in queue.iter().enumerate() {
+        if m.reply_to.as_deref().is_some_and(|t| t != token) {
+            continue;
+        }
+        match groups
+            .iter_mut()
+            .find(|(origin, group, _)| *origin == m.origin && *group == m.group)
+        {
+            Some((_, _, members)) => members.push(i),
+            None => groups.push((m.origin, m.group, vec![i])),
+        }
+    }
+    // Stable: within an origin, the order written.
+    groups.sort_by_key(|(origin, _, _)| *origin);
+    groups.into_iter().map(|(_, _, members)| members).collect()
+}
+
+/// Plans one reply call (M3–M5) with `token`: whole groups by priority and in the order
+/// written, as many as fit (see the [module docs](self)); `None` when there is no usable token
+/// (none, used, or `now_ms` at or past [`expires_at`]) or nothing may go with it. `queue` is the
+/// conversation's undelivered messages in the order written.
+///
+/// `handler_answered`: the agent handling the chat has answered since taking it (a message of
+/// theirs reached LINE); until then kept messages go only along with the handler's own.
 ///
 /// An `Err` names a message that can never be delivered (see the [module docs](self)); the
 /// whole queue is checked first, so the error does not depend on the token.
@@ -379,6 +486,7 @@ pub fn plan_reply(
     token: Option<&ReplyToken>,
     now_ms: i64,
     window_ms: i64,
+    handler_answered: bool,
 ) -> Result<Option<ReplyPlan>, PlanError> {
     let messages = queue.iter().map(pieces_of).collect::<Result<Vec<_>, _>>()?;
     let Some(token) = token.filter(|t| t.is_usable(now_ms, window_ms)) else {
@@ -386,14 +494,52 @@ pub fn plan_reply(
     };
     let mut objects = Vec::new();
     let mut message_ids = Vec::new();
-    for message in &messages {
-        match place(&objects, message) {
-            Some(placed) => {
-                objects = placed;
-                message_ids.push(message.id);
-            }
-            None => break,
+    let mut last_origin = None;
+    let mut handler_placed = false;
+    'groups: for group in call_order(queue, &token.token) {
+        let origin = queue[group[0]].origin;
+        if origin == Origin::Kept && !handler_placed && !handler_answered {
+            break;
         }
+        // The whole group, or (if it fits a call on its own) nothing: it waits whole.
+        let mut placed = objects.clone();
+        let mut previous = last_origin;
+        let mut whole = true;
+        for &i in &group {
+            match place(&placed, &messages[i], previous == Some(origin)) {
+                Some(p) => {
+                    placed = p;
+                    previous = Some(origin);
+                }
+                None => {
+                    whole = false;
+                    break;
+                }
+            }
+        }
+        if whole {
+            objects = placed;
+            last_origin = Some(origin);
+            message_ids.extend(group.iter().map(|&i| queue[i].id));
+            handler_placed |= origin == Origin::Handler;
+            continue;
+        }
+        let group_messages: Vec<Outgoing> = group.iter().map(|&i| queue[i].clone()).collect();
+        if objects_needed(&group_messages)? <= MAX_OBJECTS_PER_CALL {
+            break;
+        }
+        // Larger than any call: message by message, as many as fit, then the next call.
+        for &i in &group {
+            match place(&objects, &messages[i], last_origin == Some(origin)) {
+                Some(p) => {
+                    objects = p;
+                    last_origin = Some(origin);
+                    message_ids.push(queue[i].id);
+                }
+                None => break 'groups,
+            }
+        }
+        break;
     }
     if message_ids.is_empty() {
         return Ok(None);
@@ -405,6 +551,41 @@ pub fn plan_reply(
     }))
 }
 
+/// Reply mode's decision for a conversation now: which of its `tokens` to use and what that
+/// call carries. A desk answer's own token comes first while it is usable; otherwise (and
+/// for everything else) the usable token that expires first ([`pick_token`]). A desk answer
+/// whose token is no longer usable goes with the next one.
+pub fn plan_next(
+    queue: &[Outgoing],
+    tokens: &[ReplyToken],
+    now_ms: i64,
+    window_ms: i64,
+    handler_answered: bool,
+) -> Result<Option<ReplyPlan>, PlanError> {
+    let usable = |t: &str| {
+        tokens
+            .iter()
+            .any(|x| x.token == t && x.is_usable(now_ms, window_ms))
+    };
+    let queue: Vec<Outgoing> = queue
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            if m.reply_to.as_deref().is_some_and(|t| !usable(t)) {
+                m.reply_to = None;
+            }
+            m
+        })
+        .collect();
+    let bound = queue
+        .iter()
+        .filter_map(|m| m.reply_to.as_deref())
+        .filter_map(|t| tokens.iter().find(|x| x.token == t))
+        .min_by_key(|t| t.received_at_ms);
+    let token = bound.or_else(|| pick_token(tokens, now_ms, window_ms));
+    plan_reply(&queue, token, now_ms, window_ms, handler_answered)
+}
+
 /// Plans push mode (M2): one request per message, in the order written (see the
 /// [module docs](self)).
 pub fn plan_push(queue: &[Outgoing]) -> Result<Vec<PushPlan>, PlanError> {
@@ -412,7 +593,7 @@ pub fn plan_push(queue: &[Outgoing]) -> Result<Vec<PushPlan>, PlanError> {
         .iter()
         .map(|message| {
             let pieces = pieces_of(message)?;
-            let objects = place(&[], &pieces).expect(
+            let objects = place(&[], &pieces, false).expect(
                 "pieces_of allows at most MAX_OBJECTS_PER_CALL pieces, which fit an empty call",
             );
             Ok(PushPlan {
@@ -431,16 +612,22 @@ mod tests {
     const W: i64 = DEFAULT_REPLY_WINDOW_MS;
 
     fn text(id: i64, s: &str) -> Outgoing {
-        Outgoing {
-            id,
-            content: OutContent::Text(s.to_owned()),
-        }
+        Outgoing::new(id, OutContent::Text(s.to_owned()))
     }
 
     fn image(id: i64) -> Outgoing {
+        Outgoing::new(id, img(id))
+    }
+
+    /// `m` as part of group `g`.
+    fn in_group(g: i64, m: Outgoing) -> Outgoing {
+        Outgoing { group: g, ..m }
+    }
+
+    fn kept(m: Outgoing) -> Outgoing {
         Outgoing {
-            id,
-            content: img(id),
+            origin: Origin::Kept,
+            ..m
         }
     }
 
@@ -468,7 +655,7 @@ mod tests {
     }
 
     fn plan(queue: &[Outgoing], tok: &ReplyToken, now: i64) -> Option<ReplyPlan> {
-        plan_reply(queue, Some(tok), now, W).unwrap()
+        plan_reply(queue, Some(tok), now, W, false).unwrap()
     }
 
     #[test]
@@ -515,7 +702,7 @@ mod tests {
     #[test]
     fn no_plan_without_a_usable_token_or_messages() {
         let q = [text(1, "a")];
-        assert_eq!(plan_reply(&q, None, T0, W).unwrap(), None);
+        assert_eq!(plan_reply(&q, None, T0, W, false).unwrap(), None);
         assert_eq!(
             plan(&q, &token(T0), T0 + W),
             None,
@@ -564,6 +751,113 @@ mod tests {
         assert_eq!(p.message_ids, vec![1, 2, 3, 4, 5]);
         let p = plan(&queue[5..], &token(T0), T0).unwrap();
         assert_eq!(contents(&p), vec![img(6), t("b")]);
+    }
+
+    #[test]
+    fn one_press_text_then_image_goes_in_one_call_in_the_order_composed() {
+        // Issue 10, item 1: 見積書を添付します。 + an image, one press of 送信.
+        let queue = [
+            in_group(1, text(1, "見積書を添付します。")),
+            in_group(1, image(2)),
+        ];
+        let p = plan(&queue, &token(T0), T0 + 100).unwrap();
+        assert_eq!(contents(&p), vec![t("見積書を添付します。"), img(2)]);
+        assert_eq!(p.message_ids, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_group_that_fits_a_call_is_never_split_across_tokens() {
+        // Four images already wait; the next press (text + image) needs two slots, one is
+        // left: the group waits whole for the next token instead of leaving its image behind.
+        let mut queue: Vec<Outgoing> = (1..=4).map(image).collect();
+        queue.push(in_group(5, text(5, "こちらもご確認ください。")));
+        queue.push(in_group(5, image(6)));
+        let p = plan(&queue, &token(T0), T0).unwrap();
+        assert_eq!(p.message_ids, vec![1, 2, 3, 4]);
+        let p = plan(&queue[4..], &token(T0), T0).unwrap();
+        assert_eq!(p.message_ids, vec![5, 6]);
+        assert_eq!(objects_needed(&queue[4..]).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_group_larger_than_a_call_goes_message_by_message() {
+        let queue: Vec<Outgoing> = (1..=7).map(|i| in_group(1, image(i))).collect();
+        assert_eq!(objects_needed(&queue).unwrap(), 7);
+        let p = plan(&queue, &token(T0), T0).unwrap();
+        assert_eq!(p.message_ids, vec![1, 2, 3, 4, 5]);
+        let p = plan(&queue[5..], &token(T0), T0).unwrap();
+        assert_eq!(p.message_ids, vec![6, 7]);
+    }
+
+    #[test]
+    fn kept_messages_never_take_the_token_alone_and_follow_the_handlers_answer() {
+        // Agent A completed the chat with two texts waiting (そのまま送る): nobody handles
+        // the chat, so the customer's next message does not release them.
+        let a1 = kept(text(1, "Aの回答1"));
+        let a2 = kept(text(2, "Aの回答2"));
+        assert_eq!(plan(&[a1.clone(), a2.clone()], &token(T0), T0), None);
+        // Agent B takes the chat and answers: B's answer goes first, A's follow, not joined
+        // with B's (other agent, other bubble).
+        let b = text(3, "Bです。ご用件を承ります。");
+        let p = plan(&[a1, a2, b], &token(T0), T0).unwrap();
+        assert_eq!(p.message_ids, vec![3, 1, 2]);
+        assert_eq!(
+            contents(&p),
+            vec![t("Bです。ご用件を承ります。"), t("Aの回答1\nAの回答2")]
+        );
+    }
+
+    #[test]
+    fn once_the_handler_answered_kept_messages_go_on_their_own() {
+        // A kept press of five objects can never ride with an answer: after B's answer went,
+        // it takes the next token.
+        let queue: Vec<Outgoing> = std::iter::once(in_group(1, text(1, "A")))
+            .chain((2..=5).map(|i| in_group(1, image(i))))
+            .map(kept)
+            .collect();
+        assert_eq!(plan(&queue, &token(T0), T0), None);
+        let p = plan_reply(&queue, Some(&token(T0)), T0, W, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.message_ids, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn the_handlers_answer_is_never_starved_by_a_full_kept_queue() {
+        let mut queue: Vec<Outgoing> = (1..=5).map(|i| kept(image(i))).collect();
+        queue.push(in_group(6, text(6, "B")));
+        queue.push(in_group(6, image(7)));
+        let p = plan(&queue, &token(T0), T0).unwrap();
+        assert_eq!(p.message_ids, vec![6, 7, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_desk_answer_rides_its_own_token_first() {
+        let confirm = Outgoing {
+            origin: Origin::Desk,
+            reply_to: Some(token(T0 + 5_000).token),
+            ..text(9, "連携が完了しました。")
+        };
+        let queue = [text(1, "お待たせしました。"), confirm.clone()];
+        let tokens = [token(T0), token(T0 + 5_000)];
+        let p = plan_next(&queue, &tokens, T0 + 6_000, W, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.token, tokens[1].token, "the passcode message's own token");
+        assert_eq!(p.message_ids, vec![9, 1]);
+        assert_eq!(
+            contents(&p),
+            vec![t("連携が完了しました。"), t("お待たせしました。")]
+        );
+        // With another token, the bound answer is left for its own.
+        let p = plan(&queue, &tokens[0], T0 + 6_000).unwrap();
+        assert_eq!(p.message_ids, vec![1]);
+        // Its token expired: it goes with the next one.
+        let later = [token(T0 + W + 10_000)];
+        let p = plan_next(&[confirm], &later, T0 + W + 11_000, W, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.message_ids, vec![9]);
     }
 
     #[test]
@@ -623,7 +917,13 @@ mod tests {
     fn undeliverable_messages_are_reported() {
         let huge = "x".repeat(5 * MAX_TEXT_UNITS + 1);
         assert_eq!(
-            plan_reply(&[text(1, "ok"), text(2, &huge)], Some(&token(T0)), T0, W),
+            plan_reply(
+                &[text(1, "ok"), text(2, &huge)],
+                Some(&token(T0)),
+                T0,
+                W,
+                false
+            ),
             Err(PlanError::TooLong {
                 message_id: 2,
                 units: 25_001,
@@ -631,7 +931,7 @@ mod tests {
             })
         );
         assert_eq!(
-            plan_reply(&[text(3, "")], None, T0, W),
+            plan_reply(&[text(3, "")], None, T0, W, false),
             Err(PlanError::EmptyText { message_id: 3 })
         );
         assert!(plan_push(&[text(2, &huge)]).is_err());

@@ -16,9 +16,10 @@
 //! * **完了**: allowed to the holder, or to anyone when nobody holds it. It releases the lock and
 //!   changes *only* the status: `agent_id` and `started_at` stay, so the list and the detail
 //!   screen can still show who handled the conversation last and since when. **Decision:** a
-//!   `Done` conversation's `agent_id` is "the last handler", not "the handling agent"; the
-//!   対応中エージェント column and filter (V1) mean [`ConversationState::holder`], i.e. in SQL
-//!   `status = 'in_progress' AND agent_id = …`.
+//!   `Done` conversation's `agent_id` is "the last handler", not "the handling agent". The
+//!   対応中エージェント column shows the holder, or the last handler labelled as such
+//!   (前回の対応); its filter finds the same agent the column shows (`agent_id = …`), so column and
+//!   filter agree; ステータス 対応中 narrows it to chats held now.
 //! * **未読**: allowed to the holder, or to anyone when nobody holds it. The conversation goes
 //!   back to the queue as if new: status `Unread`, `agent_id` and `started_at` cleared.
 //! * **Another agent** pressing any of the three on a conversation someone else holds gets
@@ -268,6 +269,26 @@ pub fn can_send(state: &ConversationState, agent_id: i64) -> Result<(), SendErro
     }
 }
 
+/// 取消: who may take back a message that still waits. Its author at any time (even after
+/// completing the chat); the agent handling the chat now (who inherits what an earlier
+/// handler kept); an admin. The store's cancel UPDATE states the same in SQL. Whether it still
+/// waits (not already being sent) is the store's to check, atomically with the sender.
+pub fn may_cancel(actor: &Actor, author: Option<i64>, state: &ConversationState) -> bool {
+    actor.is_admin || author == Some(actor.agent_id) || state.holder() == Some(actor.agent_id)
+}
+
+/// The planner's [`Origin`](crate::planner::Origin) of a waiting message by `author` (`None`:
+/// the desk itself): the handler's while its author holds the chat, otherwise kept from an
+/// earlier handling. The store's outbox query states the same in SQL.
+pub fn origin_of(author: Option<i64>, state: &ConversationState) -> crate::planner::Origin {
+    use crate::planner::Origin;
+    match author {
+        None => Origin::Desk,
+        Some(a) if state.holder() == Some(a) => Origin::Handler,
+        Some(_) => Origin::Kept,
+    }
+}
+
 /// C5: a customer message reopens a done conversation (完了 → 未読); others are unchanged.
 pub fn status_after_customer_message(status: ConversationStatus) -> ConversationStatus {
     match status {
@@ -435,6 +456,33 @@ mod tests {
             admin_release(&broken, Actor::admin(ROOT)).unwrap(),
             ConversationState::UNREAD
         );
+    }
+
+    #[test]
+    fn who_may_cancel_a_waiting_message_and_whose_it_is() {
+        use crate::planner::Origin;
+        let held_by_b = ConversationState {
+            status: ConversationStatus::InProgress,
+            agent_id: Some(2),
+            started_at: Some(1),
+        };
+        let done_by_a = ConversationState {
+            status: ConversationStatus::Done,
+            agent_id: Some(1),
+            started_at: Some(1),
+        };
+        // A wrote it: A may cancel it always; B, handling now, may too; C may not.
+        assert!(may_cancel(&Actor::agent(1), Some(1), &held_by_b));
+        assert!(may_cancel(&Actor::agent(2), Some(1), &held_by_b));
+        assert!(!may_cancel(&Actor::agent(3), Some(1), &held_by_b));
+        assert!(may_cancel(&Actor::admin(3), Some(1), &held_by_b));
+        assert!(may_cancel(&Actor::agent(1), Some(1), &done_by_a));
+        assert!(!may_cancel(&Actor::agent(2), Some(1), &done_by_a));
+        // A's message is kept once B holds the chat, or once A completed it.
+        assert_eq!(origin_of(Some(1), &held_by_b), Origin::Kept);
+        assert_eq!(origin_of(Some(2), &held_by_b), Origin::Handler);
+        assert_eq!(origin_of(Some(1), &done_by_a), Origin::Kept);
+        assert_eq!(origin_of(None, &done_by_a), Origin::Desk);
     }
 
     #[test]
