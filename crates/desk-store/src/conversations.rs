@@ -34,7 +34,8 @@ pub struct ConversationFilter {
     /// Linked to a customer (登録済) or not (未登録).
     pub registered: Option<bool>,
     pub status: Option<String>,
-    /// The handling agent's login, or part of their name.
+    /// The login, or part of the name, of the agent the list shows for the chat: its handler,
+    /// or (not in progress) its last handler.
     pub agent: Option<String>,
     /// Keyset paging: rows strictly after this `(last_message_at, id)`.
     pub after: Option<(i64, i64)>,
@@ -96,7 +97,9 @@ impl Store {
                 q.push(" AND c.status = ").push_bind(s.clone());
             }
             if let Some(a) = &f.agent {
-                q.push(" AND c.status = 'in_progress' AND (u.login = ").push_bind(a.clone())
+                // The agent the 対応中エージェント column shows: the holder, or the last handler
+                // (labelled 前回の対応); ステータス narrows it to chats held now.
+                q.push(" AND (u.login = ").push_bind(a.clone())
                     .push(" OR u.name LIKE ").push_bind(format!("%{}%", escape_like(a))).push(" ESCAPE '\\')");
             }
             if let Some((at, id)) = f.after {
@@ -156,6 +159,28 @@ impl Store {
         to: desk_core::ConversationStatus,
         now_ms: i64,
     ) -> Result<StatusOutcome> {
+        self.change_status_with(
+            conversation_id,
+            actor_id,
+            actor_is_admin,
+            to,
+            crate::outbox::UnsentChoice::Keep,
+            now_ms,
+        )
+        .await
+    }
+
+    /// [`Store::change_status`], deciding what becomes of the chat's waiting messages when it
+    /// is completed or released (完了/未読): kept, or cancelled in the same transaction.
+    pub async fn change_status_with(
+        &self,
+        conversation_id: i64,
+        actor_id: i64,
+        actor_is_admin: bool,
+        to: desk_core::ConversationStatus,
+        unsent: crate::outbox::UnsentChoice,
+        now_ms: i64,
+    ) -> Result<StatusOutcome> {
         use desk_core::ConversationStatus as S;
         let mut tx = self.begin().await?;
         // Locked on PostgreSQL, so the log's "from" is what the UPDATE below changes.
@@ -199,6 +224,18 @@ impl Store {
         }
         let released =
             from == "in_progress" && holder.is_some_and(|h| h != actor_id) && to != S::InProgress;
+        if to != S::InProgress && unsent == crate::outbox::UnsentChoice::Cancel {
+            let was_holder = from == "in_progress" && holder == Some(actor_id);
+            Store::cancel_waiting_in_tx(
+                &mut tx,
+                conversation_id,
+                actor_id,
+                actor_is_admin,
+                was_holder,
+                now_ms,
+            )
+            .await?;
+        }
         let action = if released { "release" } else { "status" };
         crate::exec_tx!(&mut tx, c => sqlx::query(
             "INSERT INTO conversation_log (conversation_id, actor_id, action, from_status, to_status, at)

@@ -80,9 +80,33 @@ pub struct CustomerFilter {
     pub name: Option<String>,
     /// Part of the phone number's digits.
     pub phone_digits: Option<String>,
-    /// Keyset paging: customers with a smaller id than this.
+    /// Keyset paging: customers with a smaller id than this (the next page).
     pub before_id: Option<i64>,
+    /// Keyset paging back: customers with a larger id than this, the `limit` nearest to it
+    /// (the previous page; still returned newest first).
+    pub after_id: Option<i64>,
     pub limit: i64,
+}
+
+/// The search's conditions on `customers`, for the list and its counts.
+fn push_conditions<'a, DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<'a, DB>, f: &CustomerFilter)
+where
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Some(id) = f.id {
+        q.push(" AND id = ").push_bind(id);
+    }
+    if let Some(name) = &f.name {
+        q.push(" AND name_key LIKE ")
+            .push_bind(format!("%{}%", escape_like(&name_key(name))))
+            .push(" ESCAPE '\\'");
+    }
+    if let Some(digits) = &f.phone_digits {
+        q.push(" AND phone_digits LIKE ")
+            .push_bind(format!("%{}%", escape_like(digits)))
+            .push(" ESCAPE '\\'");
+    }
 }
 
 /// A LINE user linked to a customer.
@@ -262,27 +286,45 @@ impl Store {
 
     /// One page of the customer search, newest first.
     pub async fn list_customers(&self, f: &CustomerFilter) -> Result<Vec<CustomerRow>> {
-        let rows = on_db!(&self.db, p => {
+        let mut rows = on_db!(&self.db, p => {
             let mut q = sqlx::QueryBuilder::new(format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE 1=1"));
-            if let Some(id) = f.id {
-                q.push(" AND id = ").push_bind(id);
-            }
-            if let Some(name) = &f.name {
-                q.push(" AND name_key LIKE ").push_bind(format!("%{}%", escape_like(&name_key(name)))).push(" ESCAPE '\\'");
-            }
-            if let Some(digits) = &f.phone_digits {
-                q.push(" AND phone_digits LIKE ").push_bind(format!("%{}%", escape_like(digits))).push(" ESCAPE '\\'");
-            }
+            push_conditions(&mut q, f);
             if let Some(before) = f.before_id {
                 q.push(" AND id < ").push_bind(before);
             }
-            q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit.clamp(1, 500));
+            if let Some(after) = f.after_id {
+                q.push(" AND id > ").push_bind(after);
+                q.push(" ORDER BY id ASC LIMIT ").push_bind(f.limit.clamp(1, 500));
+            } else {
+                q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit.clamp(1, 500));
+            }
             // Planned with its pattern every time: a cached generic plan cannot use
             // PostgreSQL's trigram indexes (docs/benchmarks.md).
             let part_of = f.name.is_some() || f.phone_digits.is_some();
             q.build_query_as::<CustomerRow>().persistent(!part_of).fetch_all(p).await
         })?;
+        if f.after_id.is_some() {
+            rows.reverse();
+        }
         Ok(rows)
+    }
+
+    /// How many customers the search finds in all, and how many of them come before the
+    /// customer `newer_than` (have a larger id): the "1 - 20 / 35" of a page whose first row
+    /// is that customer. Paging stays keyset; only the range is counted.
+    pub async fn count_customers(
+        &self,
+        f: &CustomerFilter,
+        newer_than: Option<i64>,
+    ) -> Result<(i64, i64)> {
+        let (total, before): (i64, i64) = on_db!(&self.db, p => {
+            let mut q = sqlx::QueryBuilder::new("SELECT COUNT(*), COUNT(CASE WHEN id > ");
+            q.push_bind(newer_than.unwrap_or(i64::MAX)).push(" THEN 1 END) FROM customers WHERE 1=1");
+            push_conditions(&mut q, f);
+            let part_of = f.name.is_some() || f.phone_digits.is_some();
+            q.build_query_as::<(i64, i64)>().persistent(!part_of).fetch_one(p).await
+        })?;
+        Ok((total, before))
     }
 
     /// The LINE users linked to these customers, each customer's newest chat first.
@@ -579,6 +621,20 @@ impl Store {
     /// still pending, up to and including that message, in the order the LINE user sent
     /// them. Returns what came of each (empty when another job already checked them).
     pub async fn check_passcodes(&self, message_id: i64, now_ms: i64) -> Result<Vec<Attempt>> {
+        self.check_passcodes_with(message_id, now_ms, None).await
+    }
+
+    /// [`Store::check_passcodes`], queueing `confirmation` — the desk's answer to the customer
+    /// (LINE設定) — for each attempt that linked, in the same transaction (never lost, never
+    /// twice). The checked attempts' jobs are deleted here too, so a checked message's reply
+    /// token is free at once (outbox: a passcode-shaped message's token waits for its check),
+    /// which lets the confirmation ride it.
+    pub async fn check_passcodes_with(
+        &self,
+        message_id: i64,
+        now_ms: i64,
+        confirmation: Option<crate::outbox::Confirmation<'_>>,
+    ) -> Result<Vec<Attempt>> {
         let mut tx = self.begin().await?;
         let target: Option<(i64, i64)> = on_tx!(&mut tx, c => sqlx::query_as(
             "SELECT conversation_id, created_at FROM messages WHERE id = $1")
@@ -601,12 +657,22 @@ impl Store {
              ORDER BY m.created_at, m.id")
             .bind(conversation_id).bind(target_at).bind(message_id).fetch_all(c).await)?;
         let mut attempts = Vec::new();
+        let checked = pending.clone();
         for (id, text, sent_at) in pending {
             let Some(code) = text.as_deref().and_then(passcode::parse_candidate) else {
                 continue;
             };
             let attempt = check_one(&mut tx, conversation_id, id, &code, sent_at, now_ms).await?;
+            if attempt.outcome == "linked"
+                && let Some(c) = &confirmation
+            {
+                queue_confirmation(&mut tx, conversation_id, id, c, now_ms).await?;
+            }
             attempts.push(attempt);
+        }
+        for (id, _, _) in &checked {
+            exec_tx!(&mut tx, c => sqlx::query("DELETE FROM jobs WHERE kind = 'passcode' AND target_id = $1")
+                .bind(id))?;
         }
         tx.commit().await?;
         Ok(attempts)
@@ -672,6 +738,32 @@ async fn check_one(
         .bind(message_id).bind(conversation_id).bind(code.as_str()).bind(attempt.outcome)
         .bind(attempt.customer_id).bind(sent_at).bind(now_ms))?;
     Ok(attempt)
+}
+
+/// The desk's confirmation to the customer whose passcode linked them: an outgoing message
+/// without an agent, riding the passcode message's reply token in Reply mode.
+async fn queue_confirmation(
+    tx: &mut Tx,
+    conversation_id: i64,
+    passcode_message_id: i64,
+    c: &crate::outbox::Confirmation<'_>,
+    now_ms: i64,
+) -> Result<()> {
+    let payload = json!({"event": "passcode_confirmation"}).to_string();
+    let id: i64 = on_tx!(tx, t => sqlx::query_scalar(
+        "INSERT INTO messages (conversation_id, direction, type, text, payload, media_state, delivery, created_at)
+         VALUES ($1, 'out', 'text', $2, $3, 'none', 'unsent', $4) RETURNING id")
+        .bind(conversation_id).bind(c.text).bind(&payload).bind(now_ms).fetch_one(t).await)?;
+    let reply_to = c.ride_reply_token.then_some(passcode_message_id);
+    exec_tx!(tx, t => sqlx::query(
+        "INSERT INTO outbox (message_id, conversation_id, state, retry_key, next_attempt_at, created_at, reply_to)
+         VALUES ($1, $2, 'queued', $3, $4, $4, $5)")
+        .bind(id).bind(conversation_id).bind(c.retry_key).bind(now_ms).bind(reply_to))?;
+    tx.announce([Change::Message {
+        conversation_id,
+        id,
+    }]);
+    Ok(())
 }
 
 /// `customer_linked`: the system line a passcode link adds to the chat. The stored text is

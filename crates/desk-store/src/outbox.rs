@@ -11,6 +11,15 @@
 //! and released only by its holder. Marking checks the facts too: a reply token is used
 //! only if it is still unused, and reply messages only if they still wait — so a reply
 //! token goes out at most once, whichever instances race for it.
+//!
+//! One press of 送信 is one group ([`Store::queue_group`]): its messages are written in one
+//! transaction, share `send_group`, and the planner never splits them across reply tokens.
+//! A waiting message can be taken back ([`Store::cancel_message`], 取消): the DELETE of its
+//! outbox row only matches while the row is `queued`, and the sender's `mark_sending` only
+//! matches a row that still exists, so exactly one of the two wins — a message already marked
+//! `sending` cannot be cancelled, and a cancelled one is never sent.
+
+use desk_core::Delivery;
 
 use crate::{Change, Db, Result, Store, exec_db, exec_tx, on_db, on_tx};
 
@@ -43,6 +52,57 @@ pub struct OutboxItem {
     pub kind: String,
     pub text: Option<String>,
     pub payload: Option<String>,
+    /// The press of 送信 it belongs to (the id of its first message).
+    pub send_group: i64,
+    /// Its author; `None` for the desk's own answers.
+    pub agent_id: Option<i64>,
+    /// For the desk's answer to a customer message: that message's reply token.
+    pub reply_to_token: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// What the sender needs to know about a chat besides its queue: who holds it (for
+/// `desk_core::status::origin_of`) and whether the holder has answered since taking it.
+#[derive(Debug, Clone, Copy)]
+pub struct SendContext {
+    pub state: desk_core::ConversationState,
+    /// A message of the holder was sent since they pressed 対応中.
+    pub handler_answered: bool,
+}
+
+/// What came of 取消.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled {
+        conversation_id: i64,
+    },
+    /// A request carrying it is under way (`sending`): it can no longer be taken back.
+    AlreadySending,
+    /// It does not wait (sent, failed, cancelled, or a customer's message).
+    NotWaiting,
+    /// Neither its author, nor the chat's handler, nor an admin (desk_core::status::may_cancel).
+    NotAllowed,
+    NotFound,
+}
+
+/// What happens to a chat's waiting messages when it is completed or released (完了/未読).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnsentChoice {
+    /// そのまま送る: they stay queued, for the next handler (the default: nothing an agent
+    /// wrote is dropped unless someone chose so).
+    #[default]
+    Keep,
+    /// 取り消す: every waiting message the actor may cancel is cancelled with the change.
+    Cancel,
+}
+
+/// A desk answer to queue with a passcode check (see `Store::check_passcodes_with`).
+#[derive(Debug, Clone)]
+pub struct Confirmation<'a> {
+    pub text: &'a str,
+    pub retry_key: &'a str,
+    /// Reply mode: ride the passcode message's own reply token.
+    pub ride_reply_token: bool,
 }
 
 /// A worker's right to send for one conversation, until `until` (unix ms); see
@@ -71,39 +131,152 @@ impl Store {
         retry_key: &str,
         now_ms: i64,
     ) -> Result<Result<i64, NotHandler>> {
+        Ok(self
+            .queue_group(conversation_id, agent_id, &[(m, retry_key)], now_ms)
+            .await?
+            .map(|ids| ids[0]))
+    }
+
+    /// Writes one press of 送信 — its messages in the order composed, each with its retry
+    /// key — and queues them as one group, in one transaction, if `agent_id` handles the
+    /// in-progress chat. All or nothing.
+    pub async fn queue_group(
+        &self,
+        conversation_id: i64,
+        agent_id: i64,
+        parts: &[(NewOutgoing<'_>, &str)],
+        now_ms: i64,
+    ) -> Result<Result<Vec<i64>, NotHandler>> {
         let mut tx = self.begin().await?;
         // On PostgreSQL the chat row is locked (and the condition re-checked after any
         // concurrent release commits), so a message is never taken for a chat that another
         // instance has just released or handed to someone else.
         let sql = format!(
             "INSERT INTO messages (conversation_id, direction, type, text, payload, media_id, media_state,
-                                   agent_id, delivery, created_at)
-             SELECT id, 'out', $3, $4, $5, $6, CASE WHEN $6 IS NULL THEN 'none' ELSE 'ok' END, $2, 'unsent', $7
+                                   agent_id, delivery, created_at, send_group)
+             SELECT id, 'out', $3, $4, $5, $6, CASE WHEN $6 IS NULL THEN 'none' ELSE 'ok' END, $2, 'unsent', $7, $8
              FROM conversations WHERE id = $1 AND status = 'in_progress' AND agent_id = $2{}
              RETURNING id",
             tx.for_update()
         );
-        let id: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(&sql)
-            .bind(conversation_id).bind(agent_id).bind(m.kind).bind(m.text).bind(m.payload)
-            .bind(m.media_id).bind(now_ms)
-            .fetch_optional(c).await)?;
-        let Some(message_id) = id else {
-            let row: Option<(String, Option<i64>)> = on_tx!(&mut tx, c => sqlx::query_as(
-                "SELECT status, agent_id FROM conversations WHERE id = $1")
-                .bind(conversation_id).fetch_optional(c).await)?;
-            let (status, agent_id) = row.ok_or(crate::StoreError::NotFound)?;
-            return Ok(Err(NotHandler { status, agent_id }));
+        let mut ids = Vec::with_capacity(parts.len());
+        for (m, retry_key) in parts {
+            let group = ids.first().copied();
+            let id: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(&sql)
+                .bind(conversation_id).bind(agent_id).bind(m.kind).bind(m.text).bind(m.payload)
+                .bind(m.media_id).bind(now_ms).bind(group)
+                .fetch_optional(c).await)?;
+            let Some(message_id) = id else {
+                let row: Option<(String, Option<i64>)> = on_tx!(&mut tx, c => sqlx::query_as(
+                    "SELECT status, agent_id FROM conversations WHERE id = $1")
+                    .bind(conversation_id).fetch_optional(c).await)?;
+                let (status, agent_id) = row.ok_or(crate::StoreError::NotFound)?;
+                return Ok(Err(NotHandler { status, agent_id }));
+            };
+            exec_tx!(&mut tx, c => sqlx::query(
+                "INSERT INTO outbox (message_id, conversation_id, state, retry_key, next_attempt_at, created_at)
+                 VALUES ($1, $2, 'queued', $3, $4, $4)")
+                .bind(message_id).bind(conversation_id).bind(*retry_key).bind(now_ms))?;
+            ids.push(message_id);
+        }
+        tx.announce(ids.iter().map(|&id| Change::Message {
+            conversation_id,
+            id,
+        }));
+        tx.commit().await?;
+        Ok(Ok(ids))
+    }
+
+    /// 取消: takes back a waiting message, if `actor_id` may (its author, the chat's handler,
+    /// an admin — desk_core::status::may_cancel) and no request carrying it is under way.
+    /// It stays in the history as `cancelled`, with who and when.
+    pub async fn cancel_message(
+        &self,
+        message_id: i64,
+        actor_id: i64,
+        actor_is_admin: bool,
+        now_ms: i64,
+    ) -> Result<CancelOutcome> {
+        let mut tx = self.begin().await?;
+        // Only a `queued` row: the sender's mark_sending and this DELETE exclude each other.
+        let conv: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+            "DELETE FROM outbox WHERE message_id = $1 AND state = 'queued'
+               AND EXISTS (SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                           WHERE m.id = $1 AND ($3 OR m.agent_id = $2
+                                                OR (c.status = 'in_progress' AND c.agent_id = $2)))
+             RETURNING conversation_id")
+            .bind(message_id).bind(actor_id).bind(actor_is_admin).fetch_optional(c).await)?;
+        let Some(conversation_id) = conv else {
+            let row: Option<(
+                String,
+                String,
+                Option<i64>,
+                String,
+                Option<i64>,
+                Option<String>,
+            )> = on_tx!(&mut tx, c => sqlx::query_as(
+                "SELECT m.direction, m.delivery, m.agent_id, c.status, c.agent_id, o.state
+                 FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 LEFT JOIN outbox o ON o.message_id = m.id WHERE m.id = $1")
+                .bind(message_id).fetch_optional(c).await)?;
+            let Some((direction, _, author, status, holder, outbox_state)) = row else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            let state = desk_core::ConversationState {
+                status: status.parse().unwrap_or_default(),
+                agent_id: holder,
+                started_at: holder.map(|_| 0),
+            };
+            let actor = desk_core::Actor {
+                agent_id: actor_id,
+                is_admin: actor_is_admin,
+            };
+            return Ok(match outbox_state.as_deref() {
+                _ if direction != "out" => CancelOutcome::NotWaiting,
+                None => CancelOutcome::NotWaiting,
+                Some(_) if !desk_core::status::may_cancel(&actor, author, &state) => {
+                    CancelOutcome::NotAllowed
+                }
+                Some(_) => CancelOutcome::AlreadySending,
+            });
         };
         exec_tx!(&mut tx, c => sqlx::query(
-            "INSERT INTO outbox (message_id, conversation_id, state, retry_key, next_attempt_at, created_at)
-             VALUES ($1, $2, 'queued', $3, $4, $4)")
-            .bind(message_id).bind(conversation_id).bind(retry_key).bind(now_ms))?;
+            "UPDATE messages SET delivery = $2, cancelled_at = $3, cancelled_by = $4 WHERE id = $1")
+            .bind(message_id).bind(Delivery::Cancelled.as_str()).bind(now_ms).bind(actor_id))?;
         tx.announce([Change::Message {
             conversation_id,
             id: message_id,
         }]);
         tx.commit().await?;
-        Ok(Ok(message_id))
+        Ok(CancelOutcome::Cancelled { conversation_id })
+    }
+
+    /// Inside a status change (完了/未読 with 取り消す): cancels every waiting message of the chat
+    /// that the actor may cancel, judged on the chat as it was before the change.
+    pub(crate) async fn cancel_waiting_in_tx(
+        tx: &mut crate::Tx,
+        conversation_id: i64,
+        actor_id: i64,
+        actor_is_admin: bool,
+        was_holder: bool,
+        now_ms: i64,
+    ) -> Result<Vec<i64>> {
+        let ids: Vec<i64> = on_tx!(tx, c => sqlx::query_scalar(
+            "DELETE FROM outbox WHERE conversation_id = $1 AND state = 'queued'
+               AND ($3 OR $4 OR message_id IN (SELECT id FROM messages WHERE conversation_id = $1 AND agent_id = $2))
+             RETURNING message_id")
+            .bind(conversation_id).bind(actor_id).bind(actor_is_admin).bind(was_holder)
+            .fetch_all(c).await)?;
+        for id in &ids {
+            exec_tx!(tx, c => sqlx::query(
+                "UPDATE messages SET delivery = $2, cancelled_at = $3, cancelled_by = $4 WHERE id = $1")
+                .bind(id).bind(Delivery::Cancelled.as_str()).bind(now_ms).bind(actor_id))?;
+        }
+        tx.announce(ids.iter().map(|&id| Change::Message {
+            conversation_id,
+            id,
+        }));
+        Ok(ids)
     }
 
     /// Queues a failed or uncertain message again, when the agent presses resend; only the
@@ -144,7 +317,9 @@ impl Store {
     }
 
     /// Conversations with something to send now: in push mode every due message; in reply
-    /// mode also those whose customer just brought a usable reply token.
+    /// mode also those whose customer brought a usable reply token that a waiting message may
+    /// use — the desk's answer, the handler's, or a kept one once the handler answered
+    /// (desk_core::planner; kept ones otherwise wait, so they must not keep the worker busy).
     pub async fn conversations_to_send(
         &self,
         now_ms: i64,
@@ -153,14 +328,49 @@ impl Store {
     ) -> Result<Vec<i64>> {
         Ok(on_db!(&self.db, p => sqlx::query_scalar(
             "SELECT DISTINCT o.conversation_id FROM outbox o
+             JOIN messages mo ON mo.id = o.message_id
+             JOIN conversations c ON c.id = o.conversation_id
              WHERE o.next_attempt_at <= $1
-                OR EXISTS (SELECT 1 FROM messages m
-                           WHERE m.conversation_id = o.conversation_id AND m.direction = 'in'
-                             AND m.reply_token IS NOT NULL AND NOT m.reply_token_used
-                             AND m.created_at > $2)
+                OR (o.state = 'queued'
+                    AND (mo.agent_id IS NULL
+                         OR (c.status = 'in_progress'
+                             AND (mo.agent_id = c.agent_id
+                                  OR EXISTS (SELECT 1 FROM messages a
+                                             WHERE a.conversation_id = c.id AND a.direction = 'out'
+                                               AND a.agent_id = c.agent_id AND a.delivery = 'sent'
+                                               AND a.sent_at >= c.started_at))))
+                    AND EXISTS (SELECT 1 FROM messages m
+                                WHERE m.conversation_id = o.conversation_id AND m.direction = 'in'
+                                  AND m.reply_token IS NOT NULL AND NOT m.reply_token_used
+                                  AND m.created_at > $2
+                                  AND NOT EXISTS (SELECT 1 FROM jobs j
+                                                  WHERE j.kind = 'passcode' AND j.target_id = m.id)))
              LIMIT $3")
             .bind(now_ms).bind(token_since_ms).bind(limit)
             .fetch_all(p).await)?)
+    }
+
+    /// The chat's holder and whether they answered since taking it (see [`SendContext`]).
+    pub async fn send_context(&self, conversation_id: i64) -> Result<Option<SendContext>> {
+        let row: Option<(String, Option<i64>, Option<i64>, bool)> = on_db!(&self.db, p => sqlx::query_as(
+            "SELECT c.status, c.agent_id, c.started_at,
+                    EXISTS (SELECT 1 FROM messages a
+                            WHERE a.conversation_id = c.id AND a.direction = 'out'
+                              AND a.agent_id = c.agent_id AND a.delivery = 'sent'
+                              AND a.sent_at >= c.started_at) AS answered
+             FROM conversations c WHERE c.id = $1")
+            .bind(conversation_id).fetch_optional(p).await)?;
+        Ok(row.map(|(status, agent_id, started_at, answered)| {
+            let state = desk_core::ConversationState {
+                status: status.parse().unwrap_or_default(),
+                agent_id,
+                started_at,
+            };
+            SendContext {
+                handler_answered: answered && state.holder().is_some(),
+                state,
+            }
+        }))
     }
 
     /// Takes the right to send for a conversation until `now + lease_ms`; `None` when
@@ -203,22 +413,27 @@ impl Store {
     pub async fn outbox_items(&self, conversation_id: i64) -> Result<Vec<OutboxItem>> {
         Ok(on_db!(&self.db, p => sqlx::query_as::<_, OutboxItem>(
             "SELECT o.id AS outbox_id, o.message_id, o.state, o.attempt_via, o.retry_key, o.attempts, o.next_attempt_at,
-                    m.type AS kind, m.text, m.payload
+                    m.type AS kind, m.text, m.payload, COALESCE(m.send_group, m.id) AS send_group,
+                    m.agent_id, rt.reply_token AS reply_to_token, o.last_error
              FROM outbox o JOIN messages m ON m.id = o.message_id
+             LEFT JOIN messages rt ON rt.id = o.reply_to
              WHERE o.conversation_id = $1 ORDER BY o.message_id")
             .bind(conversation_id).fetch_all(p).await)?)
     }
 
     /// Customer messages of this chat whose reply token is unused and not older than `since_ms`.
+    /// A passcode-shaped message's token waits until its check is done, so that the desk's
+    /// confirmation can ride it (its job is gone once checked).
     pub async fn unused_reply_tokens(
         &self,
         conversation_id: i64,
         since_ms: i64,
     ) -> Result<Vec<TokenRow>> {
         Ok(on_db!(&self.db, p => sqlx::query_as::<_, TokenRow>(
-            "SELECT id AS message_id, reply_token, created_at FROM messages
+            "SELECT id AS message_id, reply_token, created_at FROM messages m
              WHERE conversation_id = $1 AND direction = 'in' AND reply_token IS NOT NULL
                AND NOT reply_token_used AND created_at > $2
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'passcode' AND j.target_id = m.id)
              ORDER BY created_at, id")
             .bind(conversation_id).bind(since_ms).fetch_all(p).await)?)
     }
@@ -355,9 +570,13 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut changes = Vec::new();
         for id in outbox_ids {
+            // Unchanged rows are not announced: a kept message looked at again and again
+            // while it waits must not refresh every open chat each time.
             let row: Option<(i64, i64)> = on_tx!(&mut tx, c => sqlx::query_as(
                 "UPDATE outbox SET state = 'queued', next_attempt_at = $2, last_error = COALESCE($3, last_error)
-                 WHERE id = $1 RETURNING conversation_id, message_id")
+                 WHERE id = $1 AND (state <> 'queued' OR next_attempt_at <> $2
+                                    OR ($3 IS NOT NULL AND (last_error IS NULL OR last_error <> $3)))
+                 RETURNING conversation_id, message_id")
                 .bind(id).bind(next_attempt_at).bind(error).fetch_optional(c).await)?;
             if let Some((conversation_id, id)) = row {
                 changes.push(Change::Message {
@@ -391,6 +610,27 @@ impl Store {
         Ok(exec_db!(&self.db, p => sqlx::query(
             "UPDATE outbox SET next_attempt_at = $1 WHERE state = 'queued' AND next_attempt_at > $1")
             .bind(now_ms))?)
+    }
+
+    /// How many messages of the chat wait (queued, not under way): what 完了/未読 asks about.
+    pub async fn waiting_count(&self, conversation_id: i64) -> Result<i64> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE conversation_id = $1 AND state = 'queued'")
+            .bind(conversation_id).fetch_one(p).await)?)
+    }
+
+    /// The newest customer message of the chat whose reply token is still unused and not older
+    /// than `since_ms`: when it arrived (the reply window runs from there).
+    pub async fn newest_reply_token_at(
+        &self,
+        conversation_id: i64,
+        since_ms: i64,
+    ) -> Result<Option<i64>> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar(
+            "SELECT MAX(created_at) FROM messages
+             WHERE conversation_id = $1 AND direction = 'in' AND reply_token IS NOT NULL
+               AND NOT reply_token_used AND created_at > $2")
+            .bind(conversation_id).bind(since_ms).fetch_one(p).await)?)
     }
 
     /// How many messages wait, and since when (for /metrics).

@@ -57,6 +57,7 @@ fn by(name: Option<&str>, phone: Option<&str>, id: Option<i64>) -> CustomerFilte
         name: name.map(Into::into),
         phone_digits: phone.map(desk_core::customer_code::normalize_phone_digits),
         before_id: None,
+        after_id: None,
         limit: 50,
     }
 }
