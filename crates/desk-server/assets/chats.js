@@ -9,6 +9,12 @@
 //   IME conversion (isComposing / keyCode 229) never sends.
 // - Optional sound and desktop notification for new customer messages, remembered in
 //   localStorage.
+// - One press of 送信 is one request: the text and the chosen image go together, in that
+//   order (the API keeps them together as one group).
+// - The history keeps the newest message in view — after images load too — while the agent
+//   is at the bottom, and leaves them where they are once they scrolled up to read.
+// - Everything shown comes from the locale files: API errors are worded from their `key`
+//   (data-errors), never from the API's English `message`.
 (function () {
   "use strict";
 
@@ -86,8 +92,27 @@
   function errorCode(r) {
     return r.data && r.data.error ? r.data.error.code : "";
   }
-  function errorMessage(r) {
-    return r.data && r.data.error && r.data.error.message ? r.data.error.message : "HTTP " + r.status;
+
+  var errorStrings = {};
+  try {
+    errorStrings = JSON.parse(strings.dataset.errors || "{}");
+  } catch (e) {
+    errorStrings = {};
+  }
+
+  // An API error in the page's language: its locale key with its arguments filled in; an
+  // error the page does not know says so with its code (never the API's English text).
+  function worded(r) {
+    var e = r.data && r.data.error;
+    if (e && e.key && errorStrings[e.key]) {
+      var text = errorStrings[e.key];
+      var args = e.args || {};
+      Object.keys(args).forEach(function (k) {
+        text = text.split("{" + k + "}").join(String(args[k]));
+      });
+      return text;
+    }
+    return str("unknownError").replace("{code}", e && e.code ? e.code : "HTTP " + r.status);
   }
 
   // Runs `fn` soon, never twice at once; calls that come in while it runs make it run
@@ -352,22 +377,14 @@
     sendHint.hidden = !hint;
   }
 
-  // Why the API refused, in the agent's language where we know the reason.
-  async function explain(r) {
+  // Why the API refused, in the agent's language; `sending` prefixes 送信できませんでした.
+  function explain(r, sending) {
     var code = errorCode(r);
-    if (r.status === 409 && code === "held_by_other") {
-      var c = await api("GET", "/api/v1/conversations/" + chatId);
+    if (r.status === 409 && (code === "held_by_other" || code === "not_in_progress")) {
       refreshHeader(0);
-      if (c.ok && c.data && c.data.agent) {
-        return str("heldBy").replace("{agent}", c.data.agent.name);
-      }
-      return errorMessage(r);
+      return worded(r);
     }
-    if (r.status === 409 && code === "not_in_progress") {
-      refreshHeader(0);
-      return str("notInProgress");
-    }
-    return str("errorPrefix") + ": " + errorMessage(r);
+    return sending ? str("errorPrefix") + ": " + worded(r) : worded(r);
   }
 
   function nearBottom() {
@@ -379,7 +396,65 @@
     }
   }
 
+  // Whether the agent is at the bottom of the history (the newest message in view). Only
+  // their own scrolling changes it (scroll anchoring is off in chats.css, so content that
+  // grows — an image that loads — never moves the view by itself); while it holds, the view
+  // follows every growth and every new message.
+  var pinned = true;
   var stickToBottom = false;
+
+  // Next to 送信: what happens if the agent sends now (Reply mode: whether a reply token is
+  // still usable, counting down; Push mode: at once).
+  function showSendWhen() {
+    var el = $("send-when");
+    var header = $("chat-header");
+    if (!el || !header) {
+      return;
+    }
+    if (!canSend()) {
+      el.hidden = true;
+      return;
+    }
+    var text;
+    var open = true;
+    if (header.dataset.mode === "push") {
+      text = str("pushNow");
+    } else {
+      var left = Math.floor((Number(header.dataset.replyUntil || 0) - Date.now()) / 1000);
+      open = left > 0;
+      text = open ? str("replyOpen").replace("{secs}", String(left)) : str("replyClosed");
+    }
+    el.textContent = text;
+    el.dataset.open = open ? "true" : "false";
+    el.hidden = false;
+  }
+  function keepPinned() {
+    if (pinned) {
+      toBottom();
+    }
+  }
+  var resizeWatch = window.ResizeObserver ? new ResizeObserver(keepPinned) : null;
+  function watchHistory() {
+    var list = $("chat-history");
+    if (resizeWatch && list) {
+      resizeWatch.disconnect();
+      resizeWatch.observe(list);
+    }
+  }
+
+  // A sticker shows LINE's image once the browser loaded it; until then, and when it
+  // cannot (offline, unknown), its label.
+  function stickerState(img) {
+    var box = img.closest(".msg-sticker");
+    if (!box || !img.complete) {
+      return;
+    }
+    box.classList.toggle("is-loaded", img.naturalWidth > 0);
+    box.classList.toggle("is-failed", img.naturalWidth === 0);
+  }
+  function checkStickers() {
+    document.querySelectorAll("img.sticker-img").forEach(stickerState);
+  }
 
   var refreshHeader = refresher(async function () {
     var current = $("chat-header");
@@ -389,11 +464,12 @@
     }
     current.replaceWith(fresh);
     applyComposer();
+    showSendWhen();
   });
 
   var refreshHistory = refresher(async function () {
     var current = $("chat-history");
-    var follow = stickToBottom || nearBottom();
+    var follow = stickToBottom || pinned;
     stickToBottom = false;
     var fresh = await fragment(detail.dataset.historyHref, "chat-history");
     if (!fresh || !current) {
@@ -411,7 +487,10 @@
       }
     });
     current.replaceWith(fresh);
+    watchHistory();
+    checkStickers();
     if (follow) {
+      pinned = true;
       toBottom();
     }
   });
@@ -459,25 +538,25 @@
     }
   }
 
+  // One press of 送信 is one request: the text first, then the image, as composed; the
+  // desk writes them as one group (all or nothing) and never splits them across replies.
   async function post(text, file) {
     var url = "/api/v1/conversations/" + chatId + "/messages";
     try {
+      var body;
       if (file) {
-        var form = new FormData();
-        form.append("image", file, file.name);
-        var r = await api("POST", url, form);
-        if (!r.ok) {
-          showError(await explain(r));
-          restore(text, file);
-          return;
+        body = new FormData();
+        if (text.trim()) {
+          body.append("text", text);
         }
+        body.append("image", file, file.name);
+      } else {
+        body = { text: text };
       }
-      if (text.trim()) {
-        var r2 = await api("POST", url, { text: text });
-        if (!r2.ok) {
-          showError(await explain(r2));
-          restore(text, null);
-        }
+      var r = await api("POST", url, body);
+      if (!r.ok) {
+        showError(explain(r, true));
+        restore(text, file);
       }
     } catch (e) {
       showError(str("network"));
@@ -532,23 +611,58 @@
       send();
     });
 
+    // 完了/未読 with messages still waiting: 取り消す, そのまま送る, or 戻る (nothing changes).
+    var unsentDialog = $("unsent-dialog");
+    function chooseUnsent(count) {
+      return new Promise(function (resolve) {
+        if (!unsentDialog || !unsentDialog.showModal) {
+          resolve("keep");
+          return;
+        }
+        var body = $("unsent-body");
+        body.textContent = body.dataset.template.replace("{count}", String(count));
+        unsentDialog.returnValue = "";
+        unsentDialog.addEventListener(
+          "close",
+          function () {
+            resolve(unsentDialog.returnValue || "back");
+          },
+          { once: true }
+        );
+        unsentDialog.showModal();
+        $("unsent-keep").focus();
+      });
+    }
+
     document.addEventListener("click", async function (event) {
       var statusButton = event.target.closest("[data-set-status]");
       if (statusButton && detail.contains(statusButton)) {
         var status = statusButton.dataset.setStatus;
+        var payload = { status: status };
+        var header = $("chat-header");
+        var waiting = header ? Number(header.dataset.waiting || 0) : 0;
+        if (status !== "in_progress" && waiting > 0) {
+          var choice = await chooseUnsent(waiting);
+          if (choice !== "cancel" && choice !== "keep") {
+            return;
+          }
+          payload.unsent = choice;
+        }
         statusButton.disabled = true;
         try {
-          var r = await api("POST", "/api/v1/conversations/" + chatId + "/status", { status: status });
+          var r = await api("POST", "/api/v1/conversations/" + chatId + "/status", payload);
           if (r.ok) {
-            flash(str(status === "in_progress" ? "started" : status === "done" ? "done" : "reopened"), false);
+            var done = str(status === "in_progress" ? "started" : status === "done" ? "done" : "reopened");
+            flash(payload.unsent === "cancel" ? done + "　" + str("cancelled") : done, false);
           } else {
-            flash(await explain(r), true);
+            flash(explain(r, false), true);
           }
         } catch (e) {
           flash(str("network"), true);
         } finally {
           statusButton.disabled = false;
           refreshHeader(0);
+          refreshHistory(0);
         }
         return;
       }
@@ -558,7 +672,7 @@
         try {
           var rr = await api("POST", "/api/v1/messages/" + resend.dataset.resend + "/resend", {});
           if (!rr.ok) {
-            showError(await explain(rr));
+            showError(explain(rr, true));
           } else {
             showError("");
           }
@@ -567,8 +681,54 @@
         } finally {
           refreshHistory(0);
         }
+        return;
+      }
+      // 取消: the agent takes back a message that still waits.
+      var cancel = event.target.closest("[data-cancel]");
+      if (cancel && detail.contains(cancel)) {
+        if (!window.confirm(str("cancelConfirm"))) {
+          return;
+        }
+        cancel.disabled = true;
+        try {
+          var rc = await api("POST", "/api/v1/messages/" + cancel.dataset.cancel + "/cancel", {});
+          showError(rc.ok ? "" : explain(rc, false));
+        } catch (e) {
+          showError(str("network"));
+        } finally {
+          refreshHistory(0);
+          refreshHeader(0);
+        }
       }
     });
+
+    scroller.addEventListener("scroll", function () {
+      pinned = nearBottom();
+    });
+    // Images (and stickers) that load grow the history: follow while pinned.
+    scroller.addEventListener(
+      "load",
+      function (event) {
+        if (event.target.matches && event.target.matches("img.sticker-img")) {
+          stickerState(event.target);
+        }
+        keepPinned();
+      },
+      true
+    );
+    scroller.addEventListener(
+      "error",
+      function (event) {
+        if (event.target.matches && event.target.matches("img.sticker-img")) {
+          stickerState(event.target);
+        }
+      },
+      true
+    );
+    watchHistory();
+    checkStickers();
+    showSendWhen();
+    setInterval(showSendWhen, 1000);
 
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "visible") {
@@ -616,6 +776,9 @@
     }
     if (detail && String(conversationId) === chatId) {
       refreshHistory();
+      // A message moves the mode line (a reply token came or was used) and the count of
+      // waiting messages.
+      refreshHeader();
       markRead(400);
     }
     announce(conversationId, messageId).catch(function () {});

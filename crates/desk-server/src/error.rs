@@ -1,5 +1,9 @@
 //! One error type for every handler: JSON `{"error": {"code", "message"}}` with a fitting
 //! status (contract.md). Internal details go to the log, not to the client.
+//!
+//! An error an agent may see also carries `key` (a locale key) and `args` (its placeholders):
+//! `message` is the English text of that key (`locales/en.yml`), and the UI shows the key in
+//! the agent's language — so no English sentence reaches a Japanese agent (issue 10).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -11,6 +15,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The locale key of the message, when the UI may show it (see the module docs).
+    pub key: Option<&'static str>,
+    pub args: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -19,6 +26,37 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            key: None,
+            args: Vec::new(),
+        }
+    }
+
+    /// An error worded by the locale key `key` (English `message`; the UI translates).
+    pub fn localized(
+        status: StatusCode,
+        code: &'static str,
+        key: &'static str,
+        args: Vec<(&'static str, String)>,
+    ) -> ApiError {
+        let pairs: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ApiError {
+            status,
+            code,
+            message: crate::i18n::I18n::tf(crate::i18n::Locale::En, key, &pairs),
+            key: Some(key),
+            args,
+        }
+    }
+
+    /// The message in `locale` (the key's text, or the English message for errors without one).
+    pub fn message_in(&self, locale: crate::i18n::Locale) -> String {
+        match self.key {
+            Some(key) => {
+                let pairs: Vec<(&str, &str)> =
+                    self.args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                crate::i18n::I18n::tf(locale, key, &pairs)
+            }
+            None => self.message.clone(),
         }
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -56,8 +94,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(key) = self.key {
+            error["key"] = json!(key);
+            let args: serde_json::Map<String, serde_json::Value> = self
+                .args
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), json!(v)))
+                .collect();
+            error["args"] = json!(args);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
     }
 }
 

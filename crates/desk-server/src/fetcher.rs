@@ -165,12 +165,22 @@ async fn fetch_content(st: &AppState, message_id: i64) -> Result<Outcome, String
 }
 
 /// A customer sent something shaped like a LINE passcode (L2): check it (and any earlier
-/// attempt of the same chat still pending), linking the LINE user when it is right. Needs
-/// nothing from LINE.
+/// attempt of the same chat still pending), linking the LINE user when it is right, and
+/// queueing the confirmation of LINE設定 for the customer (Reply mode: on the passcode
+/// message's own reply token; Push mode: only when enabled). Needs nothing from LINE.
 async fn check_passcode(st: &AppState, message_id: i64) -> Result<Outcome, String> {
+    let line = st.line.current();
+    let retry_key = uuid::Uuid::new_v4().to_string();
+    let confirmation =
+        line.passcode_confirmation()
+            .map(|(text, ride)| desk_store::outbox::Confirmation {
+                text,
+                retry_key: &retry_key,
+                ride_reply_token: ride,
+            });
     let attempts = st
         .store
-        .check_passcodes(message_id, st.now_ms())
+        .check_passcodes_with(message_id, st.now_ms(), confirmation)
         .await
         .map_err(|e| e.to_string())?;
     for a in attempts {

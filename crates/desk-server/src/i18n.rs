@@ -267,6 +267,35 @@ mod tests {
         out
     }
 
+    /// Issue 10: what the chat screen says about errors, waiting and failed deliveries is
+    /// Japanese in ja — no ASCII-only sentence (an English one) among them.
+    #[test]
+    fn agent_facing_errors_are_japanese() {
+        let ja = parse_flat_yaml(JA_SOURCE).unwrap();
+        let prefixes = [
+            "send.",
+            "status.",
+            "delivery.",
+            "chats.wait.",
+            "chats.error.",
+            "chats.unsent.",
+            "chats.lock.",
+            "customers.error.",
+            "line_settings.error.",
+        ];
+        let mut english = Vec::new();
+        for (k, v) in &ja {
+            if prefixes.iter().any(|p| k.starts_with(p)) && v.is_ascii() {
+                english.push(k.clone());
+            }
+        }
+        english.sort();
+        assert!(
+            english.is_empty(),
+            "ASCII-only Japanese strings: {english:?}"
+        );
+    }
+
     #[test]
     fn the_manuals_terms_are_used() {
         assert_eq!(I18n::t(Locale::Ja, "nav.chats"), "LINEチャット");

@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod csrf;
+pub mod delivery_view;
 pub mod error;
 pub mod events;
 pub mod fetcher;

@@ -12,6 +12,18 @@ use crate::Config;
 pub const KEY_MODE: &str = "line.mode";
 pub const KEY_SECRET: &str = "line.channel_secret";
 pub const KEY_TOKEN: &str = "line.channel_access_token";
+/// The confirmation a customer gets when their LINE passcode linked them (empty: none).
+pub const KEY_PASSCODE_REPLY: &str = "line.passcode_reply";
+/// `on`: send that confirmation in Push mode too (each push counts against the plan).
+pub const KEY_PASSCODE_REPLY_PUSH: &str = "line.passcode_reply_push";
+
+/// The confirmation until an admin changes it (Japanese: the customers are).
+pub fn default_passcode_reply() -> &'static str {
+    crate::i18n::I18n::t(
+        crate::i18n::Locale::Ja,
+        "line_settings.passcode_reply_default",
+    )
+}
 
 /// A snapshot of the settings in force.
 pub struct LineRuntime {
@@ -21,6 +33,24 @@ pub struct LineRuntime {
     pub client: Option<line_api::client::Client>,
     /// When any LINE setting last changed (ステータス更新).
     pub updated_at: Option<i64>,
+    /// The passcode confirmation's text; empty when turned off.
+    pub passcode_reply: String,
+    /// Send it in Push mode too (off by default: pushes count against the plan).
+    pub passcode_reply_push: bool,
+}
+
+impl LineRuntime {
+    /// The confirmation to queue after a passcode linked a customer, if any, and whether it
+    /// rides the passcode message's reply token: always in Reply mode (when not empty), in
+    /// Push mode only when enabled.
+    pub fn passcode_confirmation(&self) -> Option<(&str, bool)> {
+        let text = Some(self.passcode_reply.as_str()).filter(|t| !t.trim().is_empty())?;
+        match self.mode {
+            Mode::Reply => Some((text, true)),
+            Mode::Push if self.passcode_reply_push => Some((text, false)),
+            Mode::Push => None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -51,6 +81,8 @@ impl LineSettings {
                 channel_secret: None,
                 client: None,
                 updated_at: None,
+                passcode_reply: String::new(),
+                passcode_reply_push: false,
             }))),
             api_base: config.line_api_base.clone(),
             data_api_base: config.line_data_api_base.clone(),
@@ -64,7 +96,9 @@ impl LineSettings {
         let mode = store.setting(KEY_MODE).await?;
         let secret = store.setting(KEY_SECRET).await?;
         let token = store.setting(KEY_TOKEN).await?;
-        let updated_at = [&mode, &secret, &token]
+        let reply = store.setting(KEY_PASSCODE_REPLY).await?;
+        let reply_push = store.setting(KEY_PASSCODE_REPLY_PUSH).await?;
+        let updated_at = [&mode, &secret, &token, &reply, &reply_push]
             .iter()
             .filter_map(|s| s.as_ref().map(|(_, at)| *at))
             .max();
@@ -78,6 +112,10 @@ impl LineSettings {
                 .filter(|t| !t.is_empty())
                 .map(|t| line_api::client::Client::new(&self.api_base, &self.data_api_base, &t)),
             updated_at,
+            passcode_reply: reply
+                .map(|(t, _)| t)
+                .unwrap_or_else(|| default_passcode_reply().to_owned()),
+            passcode_reply_push: reply_push.is_some_and(|(v, _)| v == "on"),
         };
         *self.current.write().expect("settings lock") = Arc::new(runtime);
         Ok(())

@@ -14,13 +14,20 @@
 //!   blindly.
 //! - One worker sends for a conversation at a time (a lease), in the order written: a
 //!   message waiting for a retry holds back the ones after it.
+//! - Reply mode follows `desk_core::planner::plan_next`: one press of 送信 goes whole; the
+//!   desk's own answer (the passcode confirmation) rides its message's token; the current
+//!   handler's messages go before those kept from an earlier handling, which wait for the
+//!   handler's first answer.
+//! - Why a message failed or waits is stored as a `desk_core::delivery::Problem` (a code, and
+//!   LINE's own words apart), which the UI words in the agent's language.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use desk_core::Mode;
+use desk_core::delivery::{Problem, ProblemCode};
 use desk_core::planner::{self, OutContent, Outgoing, PlanError, ReplyToken};
-use desk_store::outbox::{Lease, OutboxItem};
+use desk_store::outbox::{Lease, OutboxItem, SendContext};
 use line_api::client::LineError;
 use line_api::message::OutMessage;
 
@@ -102,7 +109,7 @@ async fn send_conversation(st: &AppState, conversation_id: i64) -> anyhow::Resul
     result.map(|_| true)
 }
 
-fn to_outgoing(st: &AppState, item: &OutboxItem) -> Outgoing {
+fn to_outgoing(st: &AppState, item: &OutboxItem, ctx: &SendContext) -> Outgoing {
     let content = match item.kind.as_str() {
         "image" => {
             let p: serde_json::Value = item
@@ -126,8 +133,40 @@ fn to_outgoing(st: &AppState, item: &OutboxItem) -> Outgoing {
     };
     Outgoing {
         id: item.message_id,
+        group: item.send_group,
+        origin: desk_core::status::origin_of(item.agent_id, &ctx.state),
+        reply_to: item.reply_to_token.clone(),
         content,
     }
+}
+
+/// What the agent is told about a failed call: LINE's status and its own words (for a
+/// refusal), never our English.
+fn problem_of(e: &LineError) -> Problem {
+    let (code, status, line_message) = match e {
+        LineError::BadRequest { status, message } => (
+            ProblemCode::LineRefused,
+            Some(*status),
+            Some(message.clone()),
+        ),
+        LineError::NotFound => (ProblemCode::LineRefused, Some(404), None),
+        LineError::Server { status } => (ProblemCode::LineServerError, Some(*status), None),
+        LineError::Timeout { .. } => (ProblemCode::LineTimeout, None, None),
+        LineError::Network(_) => (ProblemCode::Network, None, None),
+        LineError::RateLimited { .. } => (ProblemCode::RateLimited, Some(429), None),
+        LineError::InvalidReplyToken => (ProblemCode::InvalidReplyToken, Some(400), None),
+        LineError::Unauthorized => (ProblemCode::Unauthorized, Some(401), None),
+        LineError::AlreadyAccepted { .. } => (ProblemCode::LineRefused, Some(409), None),
+    };
+    Problem {
+        code,
+        status,
+        line_message,
+    }
+}
+
+fn stored(code: ProblemCode) -> String {
+    Problem::new(code).to_stored()
 }
 
 fn to_line(objects: &[planner::PlannedObject]) -> Vec<OutMessage> {
@@ -160,6 +199,9 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
     let conversation_id = lease.conversation_id;
     let store = &st.store;
     let mut items = store.outbox_items(conversation_id).await?;
+    let Some(ctx) = store.send_context(conversation_id).await? else {
+        return Ok(());
+    };
     // A reply that was under way when the desk stopped may or may not have arrived.
     let interrupted: Vec<i64> = items
         .iter()
@@ -172,7 +214,7 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
                 conversation_id,
                 &interrupted,
                 "uncertain",
-                UNCERTAIN_RESTART,
+                &stored(ProblemCode::DeskStopped),
                 st.now_ms(),
             )
             .await?;
@@ -191,7 +233,7 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
             .requeue(
                 &ids,
                 st.now_ms() + 30_000,
-                Some("no Channel Access Token is set (LINE設定)"),
+                Some(&stored(ProblemCode::NoAccessToken)),
             )
             .await?;
         return Ok(());
@@ -200,7 +242,7 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
         return Ok(());
     };
     match line.mode {
-        Mode::Push => deliver_push(st, &client, lease, &user, items).await,
+        Mode::Push => deliver_push(st, &client, lease, &user, items, &ctx).await,
         Mode::Reply => {
             // A push under way when the mode changed finishes as a push, with its retry key,
             // so it can never arrive twice.
@@ -208,9 +250,9 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
                 .into_iter()
                 .partition(|i| i.state == "sending" && i.attempt_via.as_deref() == Some("push"));
             if !pushing.is_empty() {
-                deliver_push(st, &client, lease, &user, pushing).await?;
+                deliver_push(st, &client, lease, &user, pushing, &ctx).await?;
             }
-            deliver_reply(st, &client, lease, rest).await
+            deliver_reply(st, &client, lease, rest, &ctx).await
         }
     }
 }
@@ -221,6 +263,7 @@ async fn deliver_push(
     lease: &mut Lease,
     user: &str,
     items: Vec<OutboxItem>,
+    ctx: &SendContext,
 ) -> anyhow::Result<()> {
     let conversation_id = lease.conversation_id;
     let store = &st.store;
@@ -232,7 +275,7 @@ async fn deliver_push(
         {
             break; // waiting for its retry: the later ones wait too, to keep the order
         }
-        let plan = match planner::plan_push(std::slice::from_ref(&to_outgoing(st, &item))) {
+        let plan = match planner::plan_push(std::slice::from_ref(&to_outgoing(st, &item, ctx))) {
             Ok(mut p) => p.remove(0),
             Err(e) => {
                 fail_unplannable(st, conversation_id, &e).await?;
@@ -264,24 +307,30 @@ async fn deliver_push(
                 // The token is wrong: nothing this message can fix. It waits, visibly, until
                 // an admin corrects LINE設定.
                 store
-                    .requeue(&[item.outbox_id], st.now_ms() + 60_000, Some(UNAUTHORIZED))
+                    .requeue(
+                        &[item.outbox_id],
+                        st.now_ms() + 60_000,
+                        Some(&stored(ProblemCode::Unauthorized)),
+                    )
                     .await?;
                 break;
             }
             Err(e) if e.is_retryable() => {
+                tracing::warn!(conversation = conversation_id, %e, "push failed; will retry");
                 let at = st.now_ms() + backoff(item.attempts, &e);
                 store
-                    .requeue(&[item.outbox_id], at, Some(&e.to_string()))
+                    .requeue(&[item.outbox_id], at, Some(&problem_of(&e).to_stored()))
                     .await?;
                 break;
             }
             Err(e) => {
+                tracing::warn!(conversation = conversation_id, %e, "LINE refused a push");
                 store
                     .mark_failed(
                         conversation_id,
                         &[item.message_id],
                         "failed",
-                        &e.to_string(),
+                        &problem_of(&e).to_stored(),
                         st.now_ms(),
                     )
                     .await?;
@@ -297,6 +346,7 @@ async fn deliver_reply(
     client: &line_api::Client,
     lease: &mut Lease,
     mut items: Vec<OutboxItem>,
+    ctx: &SendContext,
 ) -> anyhow::Result<()> {
     let conversation_id = lease.conversation_id;
     let store = &st.store;
@@ -304,7 +354,7 @@ async fn deliver_reply(
     loop {
         let now = st.now_ms();
         // A push that was under way before a switch to reply mode still goes by push.
-        let queue: Vec<Outgoing> = items.iter().map(|i| to_outgoing(st, i)).collect();
+        let queue: Vec<Outgoing> = items.iter().map(|i| to_outgoing(st, i, ctx)).collect();
         if queue.is_empty() {
             return Ok(());
         }
@@ -324,8 +374,8 @@ async fn deliver_reply(
             })
             .collect();
         let candidates: Vec<ReplyToken> = tokens.iter().map(|(_, t)| t.clone()).collect();
-        let token = planner::pick_token(&candidates, now, window);
-        let plan = match planner::plan_reply(&queue, token, now, window) {
+        let plan = match planner::plan_next(&queue, &candidates, now, window, ctx.handler_answered)
+        {
             Ok(p) => p,
             Err(e) => {
                 fail_unplannable(st, conversation_id, &e).await?;
@@ -335,7 +385,8 @@ async fn deliver_reply(
             }
         };
         let Some(plan) = plan else {
-            // No usable token: everything waits (未送信) for the customer's next message.
+            // No usable token (or only kept messages, waiting for the handler's answer):
+            // everything waits (未送信) for the customer's next message.
             let ids: Vec<i64> = items.iter().map(|i| i.outbox_id).collect();
             store.requeue(&ids, UNTIL_NEXT_TOKEN, None).await?;
             return Ok(());
@@ -378,17 +429,22 @@ async fn deliver_reply(
             Err(LineError::InvalidReplyToken) => {
                 // LINE says the token is spent or expired: the messages wait for the next.
                 store
-                    .requeue(&outbox_ids, UNTIL_NEXT_TOKEN, Some("Invalid reply token"))
+                    .requeue(
+                        &outbox_ids,
+                        UNTIL_NEXT_TOKEN,
+                        Some(&stored(ProblemCode::InvalidReplyToken)),
+                    )
                     .await?;
                 return Ok(());
             }
             Err(e) if e.may_have_been_delivered() => {
+                tracing::warn!(conversation = conversation_id, %e, "a reply may or may not have arrived");
                 store
                     .mark_failed(
                         conversation_id,
                         &plan.message_ids,
                         "uncertain",
-                        &uncertain(&e),
+                        &problem_of(&e).to_stored(),
                         st.now_ms(),
                     )
                     .await?;
@@ -402,29 +458,35 @@ async fn deliver_reply(
                 | LineError::Timeout { maybe_sent: false }),
             ) => {
                 // LINE never took this request: the token is still good.
+                tracing::warn!(conversation = conversation_id, %e, "reply not sent; will retry");
                 store.restore_reply_token(token_message).await?;
                 store
                     .requeue(
                         &outbox_ids,
                         st.now_ms() + backoff(0, &e),
-                        Some(&e.to_string()),
+                        Some(&problem_of(&e).to_stored()),
                     )
                     .await?;
                 return Ok(());
             }
             Err(LineError::Unauthorized) => {
                 store
-                    .requeue(&outbox_ids, UNTIL_NEXT_TOKEN, Some(UNAUTHORIZED))
+                    .requeue(
+                        &outbox_ids,
+                        UNTIL_NEXT_TOKEN,
+                        Some(&stored(ProblemCode::Unauthorized)),
+                    )
                     .await?;
                 return Ok(());
             }
             Err(e) => {
+                tracing::warn!(conversation = conversation_id, %e, "LINE refused a reply");
                 store
                     .mark_failed(
                         conversation_id,
                         &plan.message_ids,
                         "failed",
-                        &e.to_string(),
+                        &problem_of(&e).to_stored(),
                         st.now_ms(),
                     )
                     .await?;
@@ -434,14 +496,6 @@ async fn deliver_reply(
             }
         }
     }
-}
-
-const UNAUTHORIZED: &str = "LINE refused the Channel Access Token; check LINE設定";
-const UNCERTAIN_RESTART: &str =
-    "the desk stopped while this reply was being sent; it may or may not have reached the customer";
-
-fn uncertain(e: &LineError) -> String {
-    format!("LINE did not confirm the reply ({e}); it may or may not have reached the customer")
 }
 
 fn plan_error_message(e: &PlanError) -> i64 {
@@ -455,12 +509,16 @@ async fn fail_unplannable(
     conversation_id: i64,
     e: &PlanError,
 ) -> anyhow::Result<()> {
+    let code = match e {
+        PlanError::EmptyText { .. } => ProblemCode::EmptyText,
+        PlanError::TooLong { .. } => ProblemCode::TooLong,
+    };
     st.store
         .mark_failed(
             conversation_id,
             &[plan_error_message(e)],
             "failed",
-            &e.to_string(),
+            &stored(code),
             st.now_ms(),
         )
         .await?;

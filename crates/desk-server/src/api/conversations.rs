@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use desk_core::ConversationStatus;
 use desk_core::customer_code::{normalize_phone_digits, parse_code_query};
 use desk_store::conversations::{ConversationFilter, StatusOutcome};
+use desk_store::outbox::UnsentChoice;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -27,6 +28,11 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct StatusBody {
     status: String,
+    /// 完了/未読 with messages still waiting: `keep` (そのまま送る, the default) or `cancel`
+    /// (取り消す). The UI always asks; an API client that does not say keeps them, so
+    /// nothing an agent wrote is dropped unless someone chose so.
+    #[serde(default)]
+    unsent: Option<String>,
 }
 
 /// 対応中 / 完了 / 未読 (C3–C5). 409 when another agent holds the chat.
@@ -37,23 +43,46 @@ async fn set_status(
     Json(body): Json<StatusBody>,
 ) -> ApiResult<Json<ConversationView>> {
     let to: ConversationStatus = body.status.parse().map_err(|_| {
-        ApiError::bad_request(format!(
-            "status must be unread, in_progress or done, not {:?}",
-            body.status
-        ))
+        ApiError::localized(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_request",
+            "status.error.status",
+            vec![("status", body.status.clone())],
+        )
     })?;
+    let unsent = match non_empty(&body.unsent) {
+        None | Some("keep") => UnsentChoice::Keep,
+        Some("cancel") => UnsentChoice::Cancel,
+        Some(other) => {
+            return Err(ApiError::localized(
+                axum::http::StatusCode::BAD_REQUEST,
+                "bad_request",
+                "status.error.unsent",
+                vec![("unsent", other.to_owned())],
+            ));
+        }
+    };
     match st
         .store
-        .change_status(id, user.id, user.is_admin(), to, st.now_ms())
+        .change_status_with(id, user.id, user.is_admin(), to, unsent, st.now_ms())
         .await?
     {
         StatusOutcome::Changed => {}
         StatusOutcome::HeldBy { agent_id } => {
             return Err(super::sending::held_by(&st, agent_id).await);
         }
-        StatusOutcome::NotFound => return Err(ApiError::not_found("conversation")),
+        StatusOutcome::NotFound => return Err(not_found()),
     }
     one(State(st), AuthUser(user), Path(id)).await
+}
+
+fn not_found() -> ApiError {
+    ApiError::localized(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "status.error.not_found",
+        vec![],
+    )
 }
 
 /// The agent opened the chat: its unread count goes to zero.
@@ -167,12 +196,10 @@ async fn one(
     _user: AuthUser,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ConversationView>> {
-    let row = st
-        .store
-        .conversation(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(ConversationView::new(row, st.config.time_zone)))
+    let row = st.store.conversation(id).await?.ok_or_else(not_found)?;
+    let mut view = ConversationView::new(row, st.config.time_zone);
+    view.waiting = st.store.waiting_count(id).await?;
+    Ok(Json(view))
 }
 
 #[derive(Deserialize)]
@@ -187,9 +214,9 @@ async fn messages(
     Path(id): Path<i64>,
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<Value>> {
-    if st.store.conversation(id).await?.is_none() {
-        return Err(ApiError::not_found("conversation"));
-    }
+    let Some(ctx) = st.store.send_context(id).await? else {
+        return Err(not_found());
+    };
     let date = |s: &Option<String>| -> ApiResult<_> {
         non_empty(s)
             .map(parse_date)
@@ -197,9 +224,15 @@ async fn messages(
             .map_err(ApiError::bad_request)
     };
     let tz = st.config.time_zone;
-    let (from, to) = history_range(date(&q.from)?, date(&q.to)?, st.now_ms(), tz)
-        .map_err(ApiError::bad_request)?;
-    let rows = st.store.messages_between(id, from, to).await?;
-    let list: Vec<MessageView> = rows.into_iter().map(|m| MessageView::new(m, tz)).collect();
+    let now = st.now_ms();
+    let (from, to) =
+        history_range(date(&q.from)?, date(&q.to)?, now, tz).map_err(ApiError::bad_request)?;
+    // In the order the customer saw them; what still waits last (when the range reaches now).
+    let rows = st.store.history(id, from, to, to > now).await?;
+    let mode = st.line.current().mode;
+    let list: Vec<MessageView> = rows
+        .into_iter()
+        .map(|m| MessageView::with_wait(m, tz, mode, &ctx.state, now))
+        .collect();
     Ok(Json(json!({"messages": list})))
 }

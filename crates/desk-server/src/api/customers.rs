@@ -233,6 +233,9 @@ pub struct SearchQuery {
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub before: Option<String>,
+    /// Paging back: the customers just newer than this id (the `prev` cursor).
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 impl SearchQuery {
@@ -268,11 +271,21 @@ impl SearchQuery {
             })?),
             None => None,
         };
+        let after_id = match non_empty(&self.after) {
+            Some(s) => Some(s.parse().map_err(|_| {
+                err(
+                    "customers.error.search_id",
+                    "after is not a cursor from a previous page",
+                )
+            })?),
+            None => None,
+        };
         Ok(CustomerFilter {
             id,
             name: non_empty(&self.name).map(str::to_owned),
             phone_digits,
             before_id,
+            after_id,
             limit: self.limit.unwrap_or(default_limit).clamp(1, 500),
         })
     }
@@ -441,19 +454,28 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let filter = q.to_filter(50)?;
     let rows = st.store.list_customers(&filter).await?;
-    let next = if rows.len() as i64 == filter.limit {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    // Keyset paging; the counts only number the page ("1 - 50 / 120").
+    let (total, before) = st
+        .store
+        .count_customers(&filter, rows.first().map(|r| r.id))
+        .await?;
+    let shown_to = before + rows.len() as i64;
+    let next = (shown_to < total)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    let prev = (before > 0)
+        .then(|| rows.first().map(|r| r.id.to_string()))
+        .flatten();
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let chats = st.store.linked_chats(&ids).await?;
     let tz = st.config.time_zone;
+    let from = if rows.is_empty() { 0 } else { before + 1 };
     let list: Vec<CustomerView> = rows
         .into_iter()
         .map(|r| CustomerView::new(r, &chats, tz))
         .collect();
-    Ok(Json(json!({"customers": list, "next": next})))
+    Ok(Json(json!({"customers": list, "next": next, "prev": prev,
+                   "total": total, "from": from, "to": shown_to})))
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,8 @@
-//! The write side of a chat: sending text and images (C4, C6, C7), resending a failed
-//! message. Each message is queued in the outbox (so nothing is lost), then one delivery
-//! attempt runs at once so the answer can already say `sent` — or `unsent` when it waits
-//! for a reply token (M4).
+//! The write side of a chat: sending text and images (C4, C6, C7) — one press of 送信 as one
+//! group —, resending a failed message, taking back (取消) one that waits. Each message is
+//! queued in the outbox (so nothing is lost), then one delivery attempt runs at once so the
+//! answer can already say `sent` — or `unsent` when it waits for a reply token (M4). Errors
+//! carry a locale key (the UI words them in the agent's language).
 
 use std::time::Duration;
 
@@ -10,9 +11,11 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::post;
 use axum::{Json, Router};
-use desk_store::outbox::{NewOutgoing, NotHandler};
+use desk_core::planner::{MAX_OBJECTS_PER_CALL, TextInputError, check_agent_text};
+use desk_store::messages::MessageRow;
+use desk_store::outbox::{CancelOutcome, NewOutgoing, NotHandler};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::views::MessageView;
 use crate::auth::AuthUser;
@@ -24,10 +27,14 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/conversations/{id}/messages",
-            post(send).layer(DefaultBodyLimit::max(images::MAX_UPLOAD_BYTES + 64 * 1024)),
+            post(send).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
         )
         .route("/messages/{id}/resend", post(resend))
+        .route("/messages/{id}/cancel", post(cancel))
 }
+
+/// One request carries at most this much: one image of the largest size, and its text.
+const MAX_REQUEST_BYTES: usize = images::MAX_UPLOAD_BYTES + 1024 * 1024;
 
 #[derive(Deserialize)]
 struct TextBody {
@@ -37,108 +44,206 @@ struct TextBody {
 /// How long the API waits for the first delivery attempt before answering `unsent`.
 const FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(5);
 
+/// One part of a press of 送信, as received.
+enum Part {
+    Text(String),
+    Image(bytes::Bytes),
+}
+
+/// A part checked and ready to write.
+enum Ready {
+    Text(String),
+    Image { payload: String, media_id: i64 },
+}
+
+fn bad(key: &'static str, args: Vec<(&'static str, String)>) -> ApiError {
+    ApiError::localized(StatusCode::BAD_REQUEST, "bad_request", key, args)
+}
+
+/// Sends one press of 送信 (C6, C7; issue 10). JSON `{"text"}` is one text; multipart is a
+/// group — `text` and `image` parts in the order composed (up to 5), written together,
+/// delivered together (never split across reply tokens) and in that order. One part answers
+/// the message (as before); several answer `{"group_id", "messages": [...]}`.
 async fn send(
     State(st): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
     req: Request,
-) -> ApiResult<(StatusCode, Json<MessageView>)> {
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let is_multipart = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let retry_key = uuid::Uuid::new_v4().to_string();
-    let queued = if is_multipart {
+    let parts = if is_multipart {
         let mut form = Multipart::from_request(req, &st)
             .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        let mut image = None;
+            .map_err(|_| bad("send.error.bad_form", vec![]))?;
+        let mut parts = Vec::new();
         while let Some(field) = form.next_field().await.map_err(multipart_error)? {
-            if field.name() == Some("image") {
-                image = Some(field.bytes().await.map_err(multipart_error)?);
+            match field.name() {
+                Some("text") => {
+                    let text = field.text().await.map_err(multipart_error)?;
+                    parts.push(Part::Text(text));
+                }
+                Some("image") => {
+                    let bytes = field.bytes().await.map_err(multipart_error)?;
+                    if !bytes.is_empty() {
+                        parts.push(Part::Image(bytes));
+                    }
+                }
+                _ => {}
+            }
+            if parts.len() > MAX_OBJECTS_PER_CALL {
+                return Err(too_many());
             }
         }
-        let bytes = image
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| ApiError::bad_request("choose an image file (form field `image`)"))?;
-        let prepared = tokio::task::spawn_blocking(move || images::prepare(&bytes))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(image_error)?;
-        let now = st.now_ms();
-        let (original_id, original_key) = st
-            .media
-            .save(
-                &st.store,
-                &prepared.original,
-                prepared.original_type,
-                true,
-                now,
-            )
-            .await
-            .map_err(ApiError::internal)?;
-        let (_, preview_key) = st
-            .media
-            .save(
-                &st.store,
-                &prepared.preview,
-                prepared.preview_type,
-                true,
-                now,
-            )
-            .await
-            .map_err(ApiError::internal)?;
-        let payload = json!({"original_key": original_key, "preview_key": preview_key}).to_string();
-        st.store
-            .queue_outgoing(
-                id,
-                user.id,
-                NewOutgoing {
-                    kind: "image",
-                    text: None,
-                    payload: Some(&payload),
-                    media_id: Some(original_id),
-                },
-                &retry_key,
-                now,
-            )
-            .await?
+        parts
     } else {
         let Json(body) = Json::<TextBody>::from_request(req, &st)
             .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        desk_core::planner::check_agent_text(&body.text)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        st.store
-            .queue_outgoing(
-                id,
-                user.id,
-                NewOutgoing {
+            .map_err(|_| bad("send.error.bad_json", vec![]))?;
+        vec![Part::Text(body.text)]
+    };
+    if parts.is_empty() {
+        return Err(bad("send.error.empty", vec![]));
+    }
+    // Everything is checked before anything is written: a press goes whole or not at all.
+    for part in &parts {
+        if let Part::Text(text) = part {
+            check_agent_text(text).map_err(text_error)?;
+        }
+    }
+    let now = st.now_ms();
+    let mut ready = Vec::with_capacity(parts.len());
+    for part in parts {
+        ready.push(match part {
+            Part::Text(text) => Ready::Text(text),
+            Part::Image(bytes) => {
+                let (payload, media_id) = store_image(&st, bytes, now).await?;
+                Ready::Image { payload, media_id }
+            }
+        });
+    }
+    let keys: Vec<String> = ready
+        .iter()
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let new: Vec<(NewOutgoing<'_>, &str)> = ready
+        .iter()
+        .zip(&keys)
+        .map(|(r, key)| {
+            let m = match r {
+                Ready::Text(text) => NewOutgoing {
                     kind: "text",
-                    text: Some(&body.text),
+                    text: Some(text),
                     payload: None,
                     media_id: None,
                 },
-                &retry_key,
-                st.now_ms(),
-            )
-            .await?
+                Ready::Image { payload, media_id } => NewOutgoing {
+                    kind: "image",
+                    text: None,
+                    payload: Some(payload),
+                    media_id: Some(*media_id),
+                },
+            };
+            (m, key.as_str())
+        })
+        .collect();
+    let ids = match st.store.queue_group(id, user.id, &new, now).await {
+        Ok(Ok(ids)) => ids,
+        Ok(Err(e)) => return Err(not_handler(&st, e).await),
+        Err(desk_store::StoreError::NotFound) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
     };
-    let message_id = match queued {
-        Ok(id) => id,
-        Err(e) => return Err(not_handler(&st, e).await),
+    attempt_now(&st, id, *ids.last().expect("at least one part")).await;
+    let mut views = Vec::with_capacity(ids.len());
+    for message_id in &ids {
+        let row = st.store.message(*message_id).await?.ok_or_else(not_found)?;
+        views.push(message_view(&st, row).await?);
+    }
+    let body = if views.len() == 1 {
+        serde_json::to_value(views.remove(0)).map_err(ApiError::internal)?
+    } else {
+        json!({"group_id": ids[0], "messages": views})
     };
-    attempt_now(&st, id, message_id).await;
-    let row = st
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// A message as the API shows it, with why it waits.
+pub async fn message_view(st: &AppState, row: MessageRow) -> ApiResult<MessageView> {
+    let state = st
         .store
-        .message(message_id)
+        .send_context(row.conversation_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("message"))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(MessageView::new(row, st.config.time_zone)),
+        .map(|c| c.state)
+        .unwrap_or_default();
+    Ok(MessageView::with_wait(
+        row,
+        st.config.time_zone,
+        st.line.current().mode,
+        &state,
+        st.now_ms(),
     ))
+}
+
+/// Sniffs, re-encodes and stores an agent's image (public, for LINE to fetch); the payload
+/// the sender needs and the original's media id.
+async fn store_image(st: &AppState, bytes: bytes::Bytes, now: i64) -> ApiResult<(String, i64)> {
+    let prepared = tokio::task::spawn_blocking(move || images::prepare(&bytes))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(image_error)?;
+    let (original_id, original_key) = st
+        .media
+        .save(
+            &st.store,
+            &prepared.original,
+            prepared.original_type,
+            true,
+            now,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let (_, preview_key) = st
+        .media
+        .save(
+            &st.store,
+            &prepared.preview,
+            prepared.preview_type,
+            true,
+            now,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let payload = json!({"original_key": original_key, "preview_key": preview_key}).to_string();
+    Ok((payload, original_id))
+}
+
+fn too_many() -> ApiError {
+    bad(
+        "send.error.too_many",
+        vec![("max", MAX_OBJECTS_PER_CALL.to_string())],
+    )
+}
+
+fn not_found() -> ApiError {
+    ApiError::localized(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "send.error.not_found",
+        vec![],
+    )
+}
+
+fn text_error(e: TextInputError) -> ApiError {
+    match e {
+        TextInputError::Blank => bad("send.error.blank", vec![]),
+        TextInputError::TooLong { units, max } => bad(
+            "send.error.too_long",
+            vec![("units", units.to_string()), ("max", max.to_string())],
+        ),
+    }
 }
 
 /// One delivery attempt right away, in its own task: if LINE is slow the answer comes back
@@ -176,16 +281,44 @@ async fn resend(
     let conversation_id = match st.store.resend(id, user.id, &retry_key, st.now_ms()).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(not_handler(&st, e).await),
-        Err(desk_store::StoreError::NotFound) => return Err(ApiError::not_found("message")),
+        Err(desk_store::StoreError::NotFound) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
     attempt_now(&st, conversation_id, id).await;
-    let row = st
+    let row = st.store.message(id).await?.ok_or_else(not_found)?;
+    Ok(Json(message_view(&st, row).await?))
+}
+
+/// 取消: takes back a message that still waits (its author at any time, the chat's handler,
+/// an admin). 409 once a request carrying it is under way, or when it no longer waits.
+async fn cancel(
+    State(st): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<MessageView>> {
+    let outcome = st
         .store
-        .message(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("message"))?;
-    Ok(Json(MessageView::new(row, st.config.time_zone)))
+        .cancel_message(id, user.id, user.is_admin(), st.now_ms())
+        .await?;
+    let conflict = |code, key| ApiError::localized(StatusCode::CONFLICT, code, key, vec![]);
+    match outcome {
+        CancelOutcome::Cancelled { .. } => {}
+        CancelOutcome::AlreadySending => {
+            return Err(conflict("already_sending", "send.error.already_sending"));
+        }
+        CancelOutcome::NotWaiting => return Err(conflict("not_waiting", "send.error.not_waiting")),
+        CancelOutcome::NotAllowed => {
+            return Err(ApiError::localized(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "send.error.cancel_not_allowed",
+                vec![],
+            ));
+        }
+        CancelOutcome::NotFound => return Err(not_found()),
+    }
+    let row = st.store.message(id).await?.ok_or_else(not_found)?;
+    Ok(Json(message_view(&st, row).await?))
 }
 
 /// 409: only the handling agent of an in-progress chat may send (C4). The message names
@@ -193,51 +326,59 @@ async fn resend(
 pub async fn not_handler(st: &AppState, e: NotHandler) -> ApiError {
     match (e.status.as_str(), e.agent_id) {
         ("in_progress", Some(agent)) => held_by(st, agent).await,
-        _ => ApiError::conflict(
+        _ => ApiError::localized(
+            StatusCode::CONFLICT,
             "not_in_progress",
-            "press 対応中 first: only the handling agent of an in-progress chat can send",
+            "send.error.not_in_progress",
+            vec![],
         ),
     }
 }
 
 fn image_error(e: ImageError) -> ApiError {
     match e {
-        ImageError::TooLarge => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-        }
-        ImageError::NotAnImage => ApiError::new(
+        ImageError::TooLarge => ApiError::localized(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "send.error.too_large",
+            vec![("mb", (images::MAX_UPLOAD_BYTES / 1024 / 1024).to_string())],
+        ),
+        ImageError::NotAnImage => ApiError::localized(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "not_an_image",
-            e.to_string(),
+            "send.error.not_an_image",
+            vec![],
         ),
-        ImageError::Unreadable(_) => ApiError::bad_request(e.to_string()),
+        ImageError::Unreadable(why) => {
+            tracing::info!(%why, "an unreadable image was refused");
+            bad("send.error.unreadable", vec![])
+        }
     }
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    let status = e.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            status,
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::localized(
+            StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!(
-                "the file is larger than {} MB",
-                images::MAX_UPLOAD_BYTES / 1024 / 1024
-            ),
+            "send.error.too_large",
+            vec![("mb", (images::MAX_UPLOAD_BYTES / 1024 / 1024).to_string())],
         )
     } else {
-        ApiError::bad_request(e.body_text())
+        bad("send.error.bad_form", vec![])
     }
 }
 
 /// 409 naming the agent who holds the chat.
 pub async fn held_by(st: &AppState, agent_id: i64) -> ApiError {
     let who = match st.store.user_by_id(agent_id).await {
-        Ok(Some(u)) => format!("{} ({})", u.name, u.login),
-        _ => format!("agent {agent_id}"),
+        Ok(Some(u)) => u.name,
+        _ => format!("#{agent_id}"),
     };
-    ApiError::conflict(
+    ApiError::localized(
+        StatusCode::CONFLICT,
         "held_by_other",
-        format!("{who} is handling this chat (対応中); nobody else can take it or send until 完了"),
+        "send.error.held_by",
+        vec![("agent", who)],
     )
 }

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 
 use crate::auth::AdminUser;
 use crate::error::ApiResult;
-use crate::line_settings::{KEY_MODE, KEY_SECRET, KEY_TOKEN};
+use crate::line_settings::{
+    KEY_MODE, KEY_PASSCODE_REPLY, KEY_PASSCODE_REPLY_PUSH, KEY_SECRET, KEY_TOKEN,
+};
 use crate::metrics::SIGNATURE_FAILURES;
 use crate::time::rfc3339;
 use crate::{ApiError, AppState};
@@ -34,6 +36,11 @@ pub struct LineSettingsView {
     /// Paste this into the LINE Developers console (Webhook URL).
     pub webhook_url: String,
     pub signature_failures: SignatureFailures,
+    /// What a customer gets when their LINE passcode linked them (empty: nothing). In Reply
+    /// mode it rides the passcode message's own reply token.
+    pub passcode_reply: String,
+    /// Send that confirmation in Push mode too (it counts against the plan's pushes).
+    pub passcode_reply_push: bool,
 }
 
 #[derive(Serialize)]
@@ -62,6 +69,8 @@ pub async fn view(st: &AppState) -> ApiResult<LineSettingsView> {
                  probably does not match the channel's (copy it again from the LINE Developers console)"
             }),
         },
+        passcode_reply: line.passcode_reply.clone(),
+        passcode_reply_push: line.passcode_reply_push,
     })
 }
 
@@ -74,7 +83,15 @@ pub struct SaveBody {
     pub mode: Option<String>,
     pub channel_secret: Option<String>,
     pub channel_access_token: Option<String>,
+    /// Absent: unchanged; empty: no confirmation.
+    #[serde(default)]
+    pub passcode_reply: Option<String>,
+    #[serde(default)]
+    pub passcode_reply_push: Option<bool>,
 }
+
+/// The longest confirmation text: one LINE text object (desk_core::planner::MAX_TEXT_UNITS).
+const MAX_PASSCODE_REPLY_UNITS: usize = 1_000;
 
 /// Saves what was given; empty fields keep the stored secrets (the form shows "No update").
 pub async fn apply(st: &AppState, body: SaveBody) -> ApiResult<()> {
@@ -87,10 +104,36 @@ pub async fn apply(st: &AppState, body: SaveBody) -> ApiResult<()> {
         .filter(|m| !m.is_empty())
     {
         Some(m) => Some(m.parse::<Mode>().map_err(|_| {
-            ApiError::bad_request(format!("mode must be reply or push, not {m:?}"))
+            ApiError::localized(
+                axum::http::StatusCode::BAD_REQUEST,
+                "bad_request",
+                "line_settings.error.mode",
+                vec![("mode", m.to_owned())],
+            )
         })?),
         None => None,
     };
+    if let Some(text) = &body.passcode_reply
+        && desk_core::planner::text_units(text.trim()) > MAX_PASSCODE_REPLY_UNITS
+    {
+        return Err(ApiError::localized(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_request",
+            "line_settings.error.passcode_reply",
+            vec![("max", MAX_PASSCODE_REPLY_UNITS.to_string())],
+        ));
+    }
+    if let Some(text) = &body.passcode_reply {
+        st.store
+            .set_setting(KEY_PASSCODE_REPLY, text.trim(), now)
+            .await?;
+    }
+    if let Some(on) = body.passcode_reply_push {
+        let v = if on { "on" } else { "off" };
+        st.store
+            .set_setting(KEY_PASSCODE_REPLY_PUSH, v, now)
+            .await?;
+    }
     if let Some(m) = mode {
         st.store.set_setting(KEY_MODE, m.as_str(), now).await?;
     }
@@ -130,16 +173,18 @@ async fn save(
 /// Checks the stored access token against LINE's bot info API.
 pub async fn check(st: &AppState) -> Value {
     let Some(client) = st.line.current().client.clone() else {
-        return json!({"ok": false, "error": "no Channel Access Token is set"});
+        return json!({"ok": false, "code": "no_token", "error": "no Channel Access Token is set"});
     };
     match client.bot_info().await {
         Ok(bot) => {
             json!({"ok": true, "bot": {"display_name": bot.display_name, "basic_id": bot.basic_id,
                                              "user_id": bot.user_id}})
         }
-        Err(line_api::LineError::Unauthorized) => json!({"ok": false,
+        Err(line_api::LineError::Unauthorized) => json!({"ok": false, "code": "unauthorized",
             "error": "LINE refused the Channel Access Token: copy it again (or issue a new one) in the LINE Developers console"}),
-        Err(e) => json!({"ok": false, "error": format!("could not reach LINE: {e}")}),
+        Err(e) => {
+            json!({"ok": false, "code": "unreachable", "error": format!("could not reach LINE: {e}")})
+        }
     }
 }
 

@@ -41,6 +41,9 @@ pub struct ConversationView {
     pub blocked: bool,
     /// `pending` | `ok` | `unavailable`.
     pub profile_state: String,
+    /// How many agent messages wait (未送信) — what 完了/未読 asks about (`unsent`). Filled
+    /// for one conversation; 0 in lists.
+    pub waiting: i64,
 }
 
 impl ConversationView {
@@ -68,6 +71,7 @@ impl ConversationView {
             unread_count: c.unread_count,
             blocked: c.blocked,
             profile_state: c.profile_state,
+            waiting: 0,
         }
     }
 }
@@ -88,20 +92,50 @@ pub struct MessageView {
     /// Sticker ids, location, file name, … by type.
     pub details: Option<Value>,
     pub agent: Option<AgentView>,
+    /// When the agent wrote it (or the desk received it).
     pub created_at: String,
-    /// `received` | `sent` | `unsent` (waiting: 未送信) | `failed` (contract.md).
+    /// When LINE accepted it: what the customer saw (the history is ordered by this).
+    pub delivered_at: Option<String>,
+    /// One press of 送信 (a text and its images) shares a group: the id of its first message.
+    pub group_id: i64,
+    /// `received` | `sent` | `unsent` (waiting: 未送信) | `failed` (contract.md) | `cancelled`
+    /// (取消: taken back while it waited; never sent).
     pub delivery: String,
     /// The exact state: as `delivery`, but `uncertain` where LINE may or may not have
     /// delivered a reply (shown as failed, with a resend button).
     pub delivery_state: String,
-    /// LINE's answer when delivery failed.
+    /// Why delivery failed, in English, then LINE's own words (contract.md).
     pub delivery_error: Option<String>,
+    /// The same as codes: `{code, status, line_message}` (`line_message`: LINE's words).
+    pub delivery_problem: Option<desk_core::delivery::Problem>,
+    /// Why it still waits (unsent): `next_customer_message`, `kept_for_handler`, … (README).
+    pub waiting_reason: Option<&'static str>,
     /// `reply` | `push`, once sent.
     pub sent_via: Option<String>,
+    /// 取消: when, and by whom (name).
+    pub cancelled_at: Option<String>,
+    pub cancelled_by: Option<String>,
+    /// A customer's passcode attempt: `linked` | `failed` | `throttled`.
+    pub passcode: Option<String>,
 }
 
 impl MessageView {
+    /// With why it waits, when it does (see [`crate::delivery_view::wait_reason`]).
+    pub fn with_wait(
+        m: MessageRow,
+        tz: Tz,
+        mode: desk_core::Mode,
+        state: &desk_core::ConversationState,
+        now_ms: i64,
+    ) -> MessageView {
+        let reason = crate::delivery_view::wait_reason(&m, mode, state, now_ms);
+        let mut v = MessageView::new(m, tz);
+        v.waiting_reason = reason.map(|r| r.code());
+        v
+    }
+
     pub fn new(m: MessageRow, tz: Tz) -> MessageView {
+        let problem = crate::delivery_view::problem(&m);
         let agent = match (m.agent_id, m.agent_login, m.agent_name) {
             (Some(id), Some(login), Some(name)) => Some(AgentView { id, login, name }),
             _ => None,
@@ -118,14 +152,21 @@ impl MessageView {
             details: m.payload.and_then(|p| serde_json::from_str(&p).ok()),
             agent,
             created_at: rfc3339(m.created_at, tz),
-            delivery: if m.delivery == "uncertain" {
-                "failed".into()
-            } else {
-                m.delivery.clone()
-            },
+            delivered_at: m.sent_at.map(|t| rfc3339(t, tz)),
+            group_id: m.send_group,
+            delivery: m
+                .delivery
+                .parse::<desk_core::Delivery>()
+                .map(|d| d.api_str().to_owned())
+                .unwrap_or_else(|_| m.delivery.clone()),
+            delivery_error: problem.as_ref().map(crate::delivery_view::problem_english),
+            delivery_problem: problem,
+            waiting_reason: None,
             delivery_state: m.delivery,
-            delivery_error: m.delivery_error,
             sent_via: m.sent_via,
+            cancelled_at: m.cancelled_at.map(|t| rfc3339(t, tz)),
+            cancelled_by: m.cancelled_by_name,
+            passcode: m.passcode_outcome,
         }
     }
 }

@@ -276,7 +276,8 @@ async fn list_rows(
 
 // ---- the detail (V2) ------------------------------------------------------------------
 
-/// The header of the detail: who, which customer, who handles it, the status.
+/// The header of the detail: who, which customer, who handles it, the status, and how
+/// messages go out (the mode, and in Reply mode whether a reply token is usable now).
 pub struct HeadView {
     id: i64,
     name: String,
@@ -292,14 +293,43 @@ pub struct HeadView {
     can_send: bool,
     /// Why the viewer cannot send (translated), or empty.
     send_hint: String,
+    /// Someone else holds the chat: who and since when, said up front (translated), or empty.
+    lock_notice: String,
+    /// The viewer may press none of the status buttons (another agent holds the chat).
+    status_locked: bool,
+    /// An admin viewing another agent's chat: 未読/完了 release it, 対応中 stays off.
+    admin_release: bool,
+    /// `reply` | `push`.
+    mode: &'static str,
+    /// Reply mode: when the newest unused reply token stops being usable (unix ms), 0 if none.
+    reply_until: i64,
+    window_secs: i64,
+    /// Messages waiting (未送信): 完了/未読 ask what to do with them.
+    waiting: i64,
+}
+
+/// What the header needs besides the chat row.
+pub struct HeadFacts {
+    pub mode: desk_core::Mode,
+    pub reply_until: Option<i64>,
+    pub window_ms: i64,
+    pub waiting: i64,
 }
 
 impl HeadView {
-    fn new(c: ConversationRow, me: i64, ctx: &PageCtx, tz: chrono_tz::Tz) -> HeadView {
+    fn new(
+        c: ConversationRow,
+        me: i64,
+        me_admin: bool,
+        ctx: &PageCtx,
+        tz: chrono_tz::Tz,
+        facts: HeadFacts,
+    ) -> HeadView {
         let (name, name_is_id) = display_name(&c);
         let in_progress = c.status == "in_progress";
         let mine = in_progress && c.agent_id == Some(me);
         let agent = c.agent_name.clone().unwrap_or_default();
+        let started_at = c.started_at.map(|t| short(t, tz)).unwrap_or_default();
         let send_hint = if mine {
             if c.blocked {
                 ctx.t("chats.detail.hint.blocked").to_owned()
@@ -310,6 +340,20 @@ impl HeadView {
             ctx.tf("chats.detail.hint.held", [("agent", agent.as_str())])
         } else {
             ctx.t("chats.detail.hint.take").to_owned()
+        };
+        let held_by_other = in_progress && !mine;
+        let lock_notice = if held_by_other {
+            let key = if me_admin {
+                "chats.lock.held_admin"
+            } else {
+                "chats.lock.held"
+            };
+            ctx.tf(
+                key,
+                [("agent", agent.as_str()), ("since", started_at.as_str())],
+            )
+        } else {
+            String::new()
         };
         HeadView {
             id: c.id,
@@ -329,10 +373,21 @@ impl HeadView {
             agent_is_current: in_progress,
             status: c.status,
             agent,
-            started_at: c.started_at.map(|t| short(t, tz)).unwrap_or_default(),
+            started_at,
             can_send: mine,
             send_hint,
+            lock_notice,
+            status_locked: held_by_other && !me_admin,
+            admin_release: held_by_other && me_admin,
+            mode: facts.mode.as_str(),
+            reply_until: facts.reply_until.unwrap_or(0),
+            window_secs: facts.window_ms / 1000,
+            waiting: facts.waiting,
         }
+    }
+
+    fn is_push(&self) -> bool {
+        self.mode == desk_core::Mode::Push.as_str()
     }
 }
 
@@ -342,10 +397,11 @@ pub enum Body {
     Image {
         url: String,
     },
+    /// LINE's public image of the sticker, loaded by the agent's browser; `label` shows
+    /// while it loads and when it cannot (no internet, an unknown sticker).
     Sticker {
-        package: String,
-        sticker: String,
-        text: String,
+        url: String,
+        label: String,
     },
     Location {
         title: String,
@@ -381,17 +437,54 @@ pub struct MsgView {
     id: i64,
     incoming: bool,
     body: Body,
+    /// The agent who wrote it; for the desk's own answers, a label saying so.
     agent: String,
+    /// The desk's own answer (the passcode confirmation), not an agent's.
+    from_desk: bool,
+    /// When the customer saw it: received, or (agent messages) delivered; else written.
     time: String,
-    /// `received` | `sent` | `unsent` | `failed` | `uncertain`.
+    /// An agent message's times, labelled: 送信 (delivered) and 作成 (written).
+    delivered: String,
+    written: String,
+    /// `received` | `sent` | `unsent` | `failed` | `uncertain` | `cancelled`.
     delivery: String,
-    delivery_error: String,
+    /// Why it waits (未送信), translated.
+    wait_reason: String,
+    /// Why it failed (the desk's sentence, translated) and LINE's own words (quoted apart).
+    problem: String,
+    line_says: String,
+    /// 取消 by whom and when (translated).
+    cancelled_note: String,
+    /// The viewer may take it back now (取消).
+    can_cancel: bool,
+    /// A customer's passcode attempt: the locale key of what came of it.
+    passcode_key: Option<&'static str>,
+    /// The press of 送信 it belongs to.
+    group: i64,
     /// A line the desk wrote itself (direction `system`, e.g. a passcode link).
     system: Option<super::customers::SystemLine>,
 }
 
+/// What every message of a history needs to be shown to this viewer.
+pub struct HistoryFacts<'a> {
+    pub ctx: &'a PageCtx,
+    pub tz: chrono_tz::Tz,
+    pub mode: desk_core::Mode,
+    pub state: desk_core::ConversationState,
+    pub viewer: desk_core::Actor,
+    pub now_ms: i64,
+}
+
+/// LINE's public sticker image (what the LINE app shows), by sticker id.
+pub fn sticker_image_url(sticker_id: &str) -> Option<String> {
+    (!sticker_id.is_empty() && sticker_id.bytes().all(|b| b.is_ascii_digit())).then(|| {
+        format!("https://stickershop.line-scdn.net/stickershop/v1/sticker/{sticker_id}/android/sticker.png")
+    })
+}
+
 impl MsgView {
-    fn new(m: MessageRow, tz: chrono_tz::Tz) -> MsgView {
+    fn new(m: MessageRow, f: &HistoryFacts<'_>) -> MsgView {
+        let (ctx, tz) = (f.ctx, f.tz);
         let details: Value = m
             .payload
             .as_deref()
@@ -417,11 +510,20 @@ impl MsgView {
             "image" => media(|url| Body::Image { url }),
             "video" => media(|url| Body::Video { url }),
             "audio" => media(|url| Body::Audio { url }),
-            "sticker" => Body::Sticker {
-                package: s("package_id"),
-                sticker: s("sticker_id"),
-                text: s("text"),
-            },
+            "sticker" => {
+                let words = s("text");
+                let label = if words.is_empty() {
+                    ctx.t("chats.msg.sticker").to_owned()
+                } else {
+                    format!("{}（{}）", ctx.t("chats.msg.sticker"), words)
+                };
+                match sticker_image_url(&s("sticker_id")) {
+                    Some(url) => Body::Sticker { url, label },
+                    None => Body::Other {
+                        kind: m.kind.clone(),
+                    },
+                }
+            }
             "location" => {
                 let (lat, lon) = (s("latitude"), s("longitude"));
                 Body::Location {
@@ -456,16 +558,64 @@ impl MsgView {
                 }
             }
         };
+        let incoming = m.direction == "in";
+        let outgoing = m.direction == "out";
+        let from_desk = outgoing && m.agent_id.is_none();
+        let wait_reason = crate::delivery_view::wait_reason(&m, f.mode, &f.state, f.now_ms)
+            .map(|r| match r {
+                crate::delivery_view::WaitReason::Retry { at } => {
+                    ctx.tf("chats.wait.retry", [("at", short(at, tz).as_str())])
+                }
+                r => ctx.t(&format!("chats.wait.{}", r.code())).to_owned(),
+            })
+            .unwrap_or_default();
+        let problem = crate::delivery_view::problem(&m);
+        let can_cancel = m.outbox_state.as_deref() == Some("queued")
+            && desk_core::status::may_cancel(&f.viewer, m.agent_id, &f.state);
+        let cancelled_note = match (m.cancelled_at, &m.cancelled_by_name) {
+            (Some(at), Some(name)) => ctx.tf(
+                "chats.msg.cancelled_by",
+                [("name", name.as_str()), ("at", short(at, tz).as_str())],
+            ),
+            (Some(at), None) => ctx.tf("chats.msg.cancelled_at", [("at", short(at, tz).as_str())]),
+            _ => String::new(),
+        };
+        let passcode_key = match m.passcode_outcome.as_deref() {
+            Some("linked") => Some("chats.passcode.linked"),
+            Some("failed") => Some("chats.passcode.failed"),
+            Some("throttled") => Some("chats.passcode.throttled"),
+            _ => None,
+        };
+        let shown = match (outgoing, m.sent_at) {
+            (true, Some(sent)) => sent,
+            _ => m.created_at,
+        };
         MsgView {
             id: m.id,
-            incoming: m.direction == "in",
+            incoming,
             system: (m.direction == "system")
                 .then(|| super::customers::SystemLine::new(&details, m.text.as_deref())),
             body,
-            agent: m.agent_name.unwrap_or_default(),
-            time: short(m.created_at, tz),
+            agent: if from_desk {
+                ctx.t("chats.msg.desk").to_owned()
+            } else {
+                m.agent_name.unwrap_or_default()
+            },
+            from_desk,
+            time: short(shown, tz),
+            delivered: m.sent_at.map(|t| short(t, tz)).unwrap_or_default(),
+            written: short(m.created_at, tz),
             delivery: m.delivery,
-            delivery_error: m.delivery_error.unwrap_or_default(),
+            wait_reason,
+            problem: problem
+                .as_ref()
+                .map(|p| crate::delivery_view::problem_text(p, ctx.locale))
+                .unwrap_or_default(),
+            line_says: problem.and_then(|p| p.line_message).unwrap_or_default(),
+            cancelled_note,
+            can_cancel,
+            passcode_key,
+            group: m.send_group,
         }
     }
 
@@ -476,6 +626,11 @@ impl MsgView {
             }
             _ => "chats.msg.file".into(),
         }
+    }
+
+    /// The written time differs from the delivery time shown (it waited).
+    fn waited(&self) -> bool {
+        !self.delivered.is_empty() && self.delivered != self.written
     }
 }
 
@@ -582,26 +737,79 @@ async fn load_head(
     ctx: &PageCtx,
     id: i64,
 ) -> Result<HeadView, Response> {
-    match st.store.conversation(id).await {
-        Ok(Some(c)) => Ok(HeadView::new(c, page.user().id, ctx, st.config.time_zone)),
-        Ok(None) => Err(error_page(
-            StatusCode::NOT_FOUND,
-            ctx.clone(),
-            "common.error.not_found",
-        )),
-        Err(e) => Err(crate::ApiError::from(e).into_response()),
-    }
+    let c = match st.store.conversation(id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(error_page(
+                StatusCode::NOT_FOUND,
+                ctx.clone(),
+                "common.error.not_found",
+            ));
+        }
+        Err(e) => return Err(crate::ApiError::from(e).into_response()),
+    };
+    let now = st.now_ms();
+    let window = st.reply_window_ms();
+    let internal = |e: desk_store::StoreError| crate::ApiError::from(e).into_response();
+    let newest = st
+        .store
+        .newest_reply_token_at(id, now - window)
+        .await
+        .map_err(internal)?;
+    let facts = HeadFacts {
+        mode: st.line.current().mode,
+        reply_until: newest.map(|at| at + window).filter(|until| *until > now),
+        window_ms: window,
+        waiting: st.store.waiting_count(id).await.map_err(internal)?,
+    };
+    let user = page.user();
+    Ok(HeadView::new(
+        c,
+        user.id,
+        user.is_admin(),
+        ctx,
+        st.config.time_zone,
+        facts,
+    ))
 }
 
-async fn load_history(st: &AppState, id: i64, range: &Range) -> Result<Vec<MsgView>, Response> {
+async fn load_history(
+    st: &AppState,
+    page: &PageUser,
+    ctx: &PageCtx,
+    id: i64,
+    range: &Range,
+) -> Result<Vec<MsgView>, Response> {
     let tz = st.config.time_zone;
+    let now = st.now_ms();
     let (from, to) = range.bounds_ms(tz);
+    let internal = |e: desk_store::StoreError| crate::ApiError::from(e).into_response();
+    let state = st
+        .store
+        .send_context(id)
+        .await
+        .map_err(internal)?
+        .map(|c| c.state)
+        .unwrap_or_default();
+    // In the order the customer saw them; what still waits last (when the range reaches now).
     let rows = st
         .store
-        .messages_between(id, from, to)
+        .history(id, from, to, to > now)
         .await
-        .map_err(|e| crate::ApiError::from(e).into_response())?;
-    Ok(rows.into_iter().map(|m| MsgView::new(m, tz)).collect())
+        .map_err(internal)?;
+    let user = page.user();
+    let facts = HistoryFacts {
+        ctx,
+        tz,
+        mode: st.line.current().mode,
+        state,
+        viewer: desk_core::Actor {
+            agent_id: user.id,
+            is_admin: user.is_admin(),
+        },
+        now_ms: now,
+    };
+    Ok(rows.into_iter().map(|m| MsgView::new(m, &facts)).collect())
 }
 
 async fn detail_page(
@@ -618,7 +826,7 @@ async fn detail_page(
     ctx.title = format!("{} - {}", head.name, ctx.t("chats.detail.title"));
     let tz = st.config.time_zone;
     let range = Range::parse(&p, st.now_ms(), tz);
-    let msgs = match load_history(&st, id, &range).await {
+    let msgs = match load_history(&st, &page, &ctx, id, &range).await {
         Ok(m) => m,
         Err(resp) => return resp,
     };
@@ -660,7 +868,7 @@ async fn detail_history(
 ) -> Response {
     let ctx = page.ctx_t("chats.detail.title");
     let range = Range::parse(&p, st.now_ms(), st.config.time_zone);
-    match load_history(&st, id, &range).await {
+    match load_history(&st, &page, &ctx, id, &range).await {
         Ok(msgs) => render(&HistoryFragment { ctx, msgs }),
         Err(resp) => resp,
     }

@@ -133,6 +133,8 @@ pub struct SearchParams {
     #[serde(default)]
     before: String,
     #[serde(default)]
+    after: String,
+    #[serde(default)]
     msg: String,
 }
 
@@ -145,6 +147,7 @@ impl SearchParams {
             phone: opt(&self.phone),
             limit: None,
             before: opt(&self.before),
+            after: opt(&self.after),
         }
     }
 
@@ -163,27 +166,69 @@ impl SearchParams {
     }
 }
 
-/// Runs a search: the rows, whether there may be more, or the input's error key.
+/// One page of a search: its rows, where it lies in all the results ("1 - 20 / 35"), and
+/// the links to the pages before and after it (keyset: `before`/`after` an id).
+pub struct SearchPage {
+    rows: Vec<CustomerLine>,
+    range: String,
+    next_href: Option<String>,
+    prev_href: Option<String>,
+}
+
+/// Runs a search for the page at `base_path` (`/customers`, `/chats/3/customer`): one page,
+/// or the input's error key.
 async fn search(
     st: &AppState,
+    ctx: &PageCtx,
     p: &SearchParams,
     limit: i64,
-) -> Result<Result<(Vec<CustomerLine>, bool), &'static str>, Response> {
+    base_path: &str,
+) -> Result<Result<SearchPage, &'static str>, Response> {
     let filter = match p.query().to_filter(limit) {
         Ok(f) => f,
         Err(e) => return Ok(Err(e.key)),
     };
     let rows = st.store.list_customers(&filter).await.map_err(internal)?;
-    let more = rows.len() as i64 == filter.limit;
+    let (total, before) = st
+        .store
+        .count_customers(&filter, rows.first().map(|r| r.id))
+        .await
+        .map_err(internal)?;
+    let shown_to = before + rows.len() as i64;
+    let base = p.query_string();
+    let sep = if base.is_empty() { "" } else { "&" };
+    let next_href = (shown_to < total)
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| format!("{base_path}?{base}{sep}before={}", r.id));
+    let prev_href = (before > 0)
+        .then(|| rows.first())
+        .flatten()
+        .map(|r| format!("{base_path}?{base}{sep}after={}", r.id));
+    let range = if rows.is_empty() {
+        String::new()
+    } else {
+        ctx.tf(
+            "customers.range",
+            [
+                ("from", (before + 1).to_string().as_str()),
+                ("to", shown_to.to_string().as_str()),
+                ("total", total.to_string().as_str()),
+            ],
+        )
+    };
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let chats = st.store.linked_chats(&ids).await.map_err(internal)?;
     let tz = st.config.time_zone;
-    Ok(Ok((
-        rows.into_iter()
+    Ok(Ok(SearchPage {
+        rows: rows
+            .into_iter()
             .map(|r| CustomerLine::new(r, &chats, tz))
             .collect(),
-        more,
-    )))
+        range,
+        next_href,
+        prev_href,
+    }))
 }
 
 /// The fields of the register and edit forms, as typed.
@@ -222,10 +267,10 @@ struct ListPage {
     p: SearchParams,
     rows: Vec<CustomerLine>,
     searched: bool,
-    /// "1 - 50" of this page.
+    /// "1 - 50 / 120" of this page.
     range: String,
     next_href: Option<String>,
-    first_href: Option<String>,
+    prev_href: Option<String>,
     ok: Option<&'static str>,
     error: Option<&'static str>,
     form: CustomerForm,
@@ -234,26 +279,17 @@ struct ListPage {
 
 async fn list(st: &AppState, page: &PageUser, p: SearchParams) -> Result<ListPage, Response> {
     let ctx = page.ctx_t("customers.title");
-    let (rows, more, error) = match search(st, &p, PAGE_SIZE).await? {
-        Ok((rows, more)) => (rows, more, None),
-        Err(key) => (Vec::new(), false, Some(key)),
-    };
-    let base = p.query_string();
-    let sep = if base.is_empty() { "" } else { "&" };
-    let next_href = more
-        .then(|| {
-            rows.last()
-                .map(|r| format!("/customers?{base}{sep}before={}", r.id))
-        })
-        .flatten();
-    let first_href = (!p.before.trim().is_empty()).then(|| format!("/customers?{base}"));
-    let range = if rows.is_empty() {
-        String::new()
-    } else {
-        ctx.tf(
-            "customers.count",
-            [("count", rows.len().to_string().as_str())],
-        )
+    let (found, error) = match search(st, &ctx, &p, PAGE_SIZE, "/customers").await? {
+        Ok(found) => (found, None),
+        Err(key) => (
+            SearchPage {
+                rows: Vec::new(),
+                range: String::new(),
+                next_href: None,
+                prev_href: None,
+            },
+            Some(key),
+        ),
     };
     let ok = match p.msg.as_str() {
         "deleted" => Some("customers.msg.deleted"),
@@ -263,10 +299,10 @@ async fn list(st: &AppState, page: &PageUser, p: SearchParams) -> Result<ListPag
         ctx,
         searched: !p.query().is_empty(),
         p,
-        rows,
-        range,
-        next_href,
-        first_href,
+        rows: found.rows,
+        range: found.range,
+        next_href: found.next_href,
+        prev_href: found.prev_href,
         ok,
         error,
         form: CustomerForm::default(),
@@ -683,6 +719,8 @@ struct LinkPage {
     searched: bool,
     rows: Vec<CustomerLine>,
     range: String,
+    next_href: Option<String>,
+    prev_href: Option<String>,
     error: Option<&'static str>,
 }
 
@@ -704,17 +742,18 @@ async fn link_view(
         }
         Err(e) => return Err(internal(e)),
     };
-    let (rows, error) = match search(st, &p, LINK_PAGE_SIZE).await? {
-        Ok((rows, _)) => (rows, None),
-        Err(key) => (Vec::new(), Some(key)),
-    };
-    let range = if rows.is_empty() {
-        String::new()
-    } else {
-        ctx.tf(
-            "customers.count",
-            [("count", rows.len().to_string().as_str())],
-        )
+    let base_path = format!("/chats/{chat_id}/customer");
+    let (found, error) = match search(st, &ctx, &p, LINK_PAGE_SIZE, &base_path).await? {
+        Ok(found) => (found, None),
+        Err(key) => (
+            SearchPage {
+                rows: Vec::new(),
+                range: String::new(),
+                next_href: None,
+                prev_href: None,
+            },
+            Some(key),
+        ),
     };
     let chat_name = chat
         .display_name
@@ -735,8 +774,10 @@ async fn link_view(
         }),
         searched: !p.query().is_empty(),
         p,
-        rows,
-        range,
+        rows: found.rows,
+        range: found.range,
+        next_href: found.next_href,
+        prev_href: found.prev_href,
         error,
         ctx,
     })

@@ -37,8 +37,10 @@ struct LinePage {
     last_failure: Option<String>,
     saved: bool,
     error: Option<String>,
-    /// The connection test's result: Ok(bot name) or Err(reason).
+    /// The connection test's result: Ok(bot name) or Err(reason, translated).
     test: Option<Result<String, String>>,
+    passcode_reply: String,
+    passcode_reply_push: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -53,6 +55,11 @@ struct SaveForm {
     channel_secret: String,
     #[serde(default)]
     channel_access_token: String,
+    #[serde(default)]
+    passcode_reply: String,
+    /// A checkbox: present ("on") when checked.
+    #[serde(default)]
+    passcode_reply_push: Option<String>,
 }
 
 async fn page(st: &AppState, admin: &PageAdmin) -> Result<LinePage, ApiError> {
@@ -71,6 +78,8 @@ async fn page(st: &AppState, admin: &PageAdmin) -> Result<LinePage, ApiError> {
         saved: false,
         error: None,
         test: None,
+        passcode_reply: line.passcode_reply.clone(),
+        passcode_reply_push: line.passcode_reply_push,
     })
 }
 
@@ -93,6 +102,8 @@ async fn save(
         mode: Some(form.mode),
         channel_secret: Some(form.channel_secret),
         channel_access_token: Some(form.channel_access_token),
+        passcode_reply: Some(form.passcode_reply),
+        passcode_reply_push: Some(form.passcode_reply_push.is_some()),
     };
     match apply(&st, body).await {
         Ok(()) => {
@@ -101,7 +112,7 @@ async fn save(
         }
         Err(e) if e.status.is_client_error() => {
             let mut p = page(&st, &admin).await?;
-            p.error = Some(e.message);
+            p.error = Some(e.message_in(p.ctx.locale));
             Ok(render(&p))
         }
         Err(e) => Err(e),
@@ -118,7 +129,12 @@ async fn test(State(st): State<AppState>, admin: PageAdmin) -> Result<Response, 
             result["bot"]["basic_id"].as_str().unwrap_or_default()
         ))
     } else {
-        Err(result["error"].as_str().unwrap_or_default().to_owned())
+        let key = match result["code"].as_str() {
+            Some("no_token") => "line_settings.test_no_token",
+            Some("unauthorized") => "line_settings.test_unauthorized",
+            _ => "line_settings.test_unreachable",
+        };
+        Err(p.ctx.t(key).to_owned())
     });
     Ok(render(&p))
 }

@@ -121,6 +121,18 @@ impl PageCtx {
         I18n::tf(self.locale, key, &args)
     }
 
+    /// Every UI string whose key starts with one of `prefixes`, as a JSON object, for a page
+    /// script that must word what the API says (an error's `key` and `args`) in this
+    /// page's language. Put into an attribute, escaped like any output.
+    pub fn strings_json(&self, prefixes: &[&str]) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = I18n::keys(self.locale)
+            .into_iter()
+            .filter(|k| prefixes.iter().any(|p| k.starts_with(p)))
+            .map(|k| (k.to_owned(), serde_json::Value::from(self.t(k))))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
     /// `<html lang>`.
     pub fn lang(&self) -> &'static str {
         self.locale.as_str()
