@@ -234,6 +234,7 @@ impl Emulator {
         via: &str,
         request_id: &str,
         notification_disabled: bool,
+        reply_token: Option<&str>,
     ) -> (Vec<Value>, Vec<FetchJob>) {
         let mut sent_messages = Vec::new();
         let mut jobs = Vec::new();
@@ -255,6 +256,10 @@ impl Emulator {
             entry["via"] = json!(via);
             entry["at"] = json!(now_rfc3339());
             entry["request_id"] = json!(request_id);
+            // Which reply token carried it (tests check a reply rode the right message's).
+            if let Some(token) = reply_token {
+                entry["reply_token"] = json!(token);
+            }
             entry["message_id"] = json!(message_id);
             entry["quote_token"] = json!(quote_token);
             entry["notification_disabled"] = json!(notification_disabled);
@@ -430,6 +435,7 @@ async fn reply(State(emulator): State<Emulator>, headers: HeaderMap, body: Bytes
                 "reply",
                 request_id,
                 notification_disabled,
+                Some(&token),
             );
             jobs = fetches;
             bump(state, endpoint, None);
@@ -554,6 +560,7 @@ async fn push(State(emulator): State<Emulator>, headers: HeaderMap, body: Bytes)
                 "push",
                 request_id,
                 notification_disabled,
+                None,
             );
             jobs = fetches;
             if let Some(key) = retry_key {

@@ -30,7 +30,8 @@
 //!   `file {name, base64}`, `video_base64`, `audio_base64` (+ `duration_ms`) →
 //!   `{"message_id", "reply_token", "webhook_event_id", "webhook_status"}`; 409 when blocked.
 //! - `POST /_emulator/users/{id}/block`, `/unblock`; `GET /_emulator/users/{id}/inbox` →
-//!   `{"messages": [...]}`; `GET /_emulator/users/{id}/conversation` → `{"items": [...]}`.
+//!   `{"messages": [...]}` (each with `via`, `at`, `request_id`, and for a reply the
+//!   `reply_token` that carried it); `GET /_emulator/users/{id}/conversation` → `{"items": [...]}`.
 //! - `POST /_emulator/faults` `{"endpoint": "reply"|"push"|"profile"|"content"|"bot_info",
 //!   "status", "count"?, "delay_ms"?, "after_effect"?, "retry_after"?}`; `GET`, `DELETE`.
 //! - `GET /_emulator/webhook-log`, `GET /_emulator/events/{id}`, `POST /_emulator/redeliver`
