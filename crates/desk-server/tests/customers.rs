@@ -386,12 +386,15 @@ async fn a_passcode_sent_from_line_links_the_chat() {
         })
         .await;
         assert_eq!(linked["customer"]["name"], "山田 花子", "{b:?}");
-        // The passcode message stays; a system line follows it.
-        let msgs = eventually("the system line", || async {
+        // The passcode message stays; a system line follows it, then the desk's confirmation
+        // to the customer (LINE設定, on the passcode message's own reply token).
+        let msgs = eventually("the system line and the confirmation", || async {
             let m = d.messages(conv_id).await;
-            (m.len() == 2).then_some(m)
+            (m.len() == 3 && m[2]["delivery"] == "sent").then_some(m)
         })
         .await;
+        assert_eq!(msgs[2]["direction"], "out", "{b:?}");
+        assert_eq!(msgs[2]["agent"], Value::Null, "{b:?}: the desk's own answer");
         assert_eq!(
             (msgs[0]["direction"].as_str(), msgs[0]["text"].as_str()),
             (Some("in"), Some(code.as_str()))

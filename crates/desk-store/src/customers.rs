@@ -626,9 +626,8 @@ impl Store {
 
     /// [`Store::check_passcodes`], queueing `confirmation` — the desk's answer to the customer
     /// (LINE設定) — for each attempt that linked, in the same transaction (never lost, never
-    /// twice). The checked attempts' jobs are deleted here too, so a checked message's reply
-    /// token is free at once (outbox: a passcode-shaped message's token waits for its check),
-    /// which lets the confirmation ride it.
+    /// twice). A passcode-shaped message's reply token waits until its attempt is recorded
+    /// here (outbox), so the confirmation can ride it.
     pub async fn check_passcodes_with(
         &self,
         message_id: i64,
@@ -657,7 +656,6 @@ impl Store {
              ORDER BY m.created_at, m.id")
             .bind(conversation_id).bind(target_at).bind(message_id).fetch_all(c).await)?;
         let mut attempts = Vec::new();
-        let checked = pending.clone();
         for (id, text, sent_at) in pending {
             let Some(code) = text.as_deref().and_then(passcode::parse_candidate) else {
                 continue;
@@ -669,10 +667,6 @@ impl Store {
                 queue_confirmation(&mut tx, conversation_id, id, c, now_ms).await?;
             }
             attempts.push(attempt);
-        }
-        for (id, _, _) in &checked {
-            exec_tx!(&mut tx, c => sqlx::query("DELETE FROM jobs WHERE kind = 'passcode' AND target_id = $1")
-                .bind(id))?;
         }
         tx.commit().await?;
         Ok(attempts)

@@ -344,7 +344,9 @@ impl Store {
                                   AND m.reply_token IS NOT NULL AND NOT m.reply_token_used
                                   AND m.created_at > $2
                                   AND NOT EXISTS (SELECT 1 FROM jobs j
-                                                  WHERE j.kind = 'passcode' AND j.target_id = m.id)))
+                                                  WHERE j.kind = 'passcode' AND j.target_id = m.id
+                                                    AND NOT EXISTS (SELECT 1 FROM passcode_attempts a
+                                                                    WHERE a.message_id = m.id))))
              LIMIT $3")
             .bind(now_ms).bind(token_since_ms).bind(limit)
             .fetch_all(p).await)?)
@@ -422,8 +424,8 @@ impl Store {
     }
 
     /// Customer messages of this chat whose reply token is unused and not older than `since_ms`.
-    /// A passcode-shaped message's token waits until its check is done, so that the desk's
-    /// confirmation can ride it (its job is gone once checked).
+    /// A passcode-shaped message's token waits until its attempt is judged (recorded), so
+    /// that the desk's confirmation can ride it.
     pub async fn unused_reply_tokens(
         &self,
         conversation_id: i64,
@@ -433,7 +435,8 @@ impl Store {
             "SELECT id AS message_id, reply_token, created_at FROM messages m
              WHERE conversation_id = $1 AND direction = 'in' AND reply_token IS NOT NULL
                AND NOT reply_token_used AND created_at > $2
-               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'passcode' AND j.target_id = m.id)
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'passcode' AND j.target_id = m.id
+                                 AND NOT EXISTS (SELECT 1 FROM passcode_attempts a WHERE a.message_id = m.id))
              ORDER BY created_at, id")
             .bind(conversation_id).bind(since_ms).fetch_all(p).await)?)
     }
