@@ -111,9 +111,16 @@ pub fn problem_text(p: &Problem, locale: Locale) -> String {
 }
 
 /// The API's `delivery_error` (contract.md: LINE's answer when delivery failed), in English:
-/// the desk's sentence, then LINE's words.
-pub fn problem_english(p: &Problem) -> String {
-    let text = problem_text(p, Locale::En);
+/// the desk's sentence (for an uncertain one, first that it may or may not have arrived),
+/// then LINE's words.
+pub fn problem_english(p: &Problem, uncertain: bool) -> String {
+    let mut text = problem_text(p, Locale::En);
+    if uncertain {
+        text = format!(
+            "{} {text}",
+            I18n::t(Locale::En, "chats.delivery.uncertain_title")
+        );
+    }
     match &p.line_message {
         Some(line) => format!("{text} LINE: {line}"),
         None => text,

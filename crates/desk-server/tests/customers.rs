@@ -394,7 +394,11 @@ async fn a_passcode_sent_from_line_links_the_chat() {
         })
         .await;
         assert_eq!(msgs[2]["direction"], "out", "{b:?}");
-        assert_eq!(msgs[2]["agent"], Value::Null, "{b:?}: the desk's own answer");
+        assert_eq!(
+            msgs[2]["agent"],
+            Value::Null,
+            "{b:?}: the desk's own answer"
+        );
         assert_eq!(
             (msgs[0]["direction"].as_str(), msgs[0]["text"].as_str()),
             (Some("in"), Some(code.as_str()))

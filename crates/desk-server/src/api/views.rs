@@ -1,6 +1,7 @@
 //! The JSON shapes of contract.md, built from store rows.
 
 use chrono_tz::Tz;
+use desk_core::Delivery;
 use desk_core::customer_code::format_code;
 use desk_store::conversations::ConversationRow;
 use desk_store::messages::MessageRow;
@@ -136,6 +137,7 @@ impl MessageView {
 
     pub fn new(m: MessageRow, tz: Tz) -> MessageView {
         let problem = crate::delivery_view::problem(&m);
+        let delivery = m.delivery.parse::<Delivery>();
         let agent = match (m.agent_id, m.agent_login, m.agent_name) {
             (Some(id), Some(login), Some(name)) => Some(AgentView { id, login, name }),
             _ => None,
@@ -154,12 +156,13 @@ impl MessageView {
             created_at: rfc3339(m.created_at, tz),
             delivered_at: m.sent_at.map(|t| rfc3339(t, tz)),
             group_id: m.send_group,
-            delivery: m
-                .delivery
-                .parse::<desk_core::Delivery>()
+            delivery: delivery
+                .as_ref()
                 .map(|d| d.api_str().to_owned())
                 .unwrap_or_else(|_| m.delivery.clone()),
-            delivery_error: problem.as_ref().map(crate::delivery_view::problem_english),
+            delivery_error: problem.as_ref().map(|p| {
+                crate::delivery_view::problem_english(p, delivery == Ok(Delivery::Uncertain))
+            }),
             delivery_problem: problem,
             waiting_reason: None,
             delivery_state: m.delivery,

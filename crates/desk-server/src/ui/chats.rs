@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{Duration, NaiveDate};
+use desk_core::Delivery;
 use desk_core::customer_code::{format_code, parse_code_query};
 use desk_store::conversations::ConversationRow;
 use desk_store::messages::MessageRow;
@@ -446,8 +447,9 @@ pub struct MsgView {
     /// An agent message's times, labelled: 送信 (delivered) and 作成 (written).
     delivered: String,
     written: String,
-    /// `received` | `sent` | `unsent` | `failed` | `uncertain` | `cancelled`.
-    delivery: String,
+    /// Both times to the second, for the tooltip: 作成 … / 送信 ….
+    times_title: String,
+    delivery: Delivery,
     /// Why it waits (未送信), translated.
     wait_reason: String,
     /// Why it failed (the desk's sentence, translated) and LINE's own words (quoted apart).
@@ -590,8 +592,24 @@ impl MsgView {
             (true, Some(sent)) => sent,
             _ => m.created_at,
         };
+        let times_title = match m.sent_at {
+            Some(sent) if outgoing => format!(
+                "{} {} / {} {}",
+                ctx.t("chats.msg.written"),
+                with_seconds(m.created_at, tz),
+                ctx.t("chats.msg.delivered"),
+                with_seconds(sent, tz)
+            ),
+            _ if outgoing => format!(
+                "{} {}",
+                ctx.t("chats.msg.written"),
+                with_seconds(m.created_at, tz)
+            ),
+            _ => with_seconds(m.created_at, tz),
+        };
         MsgView {
             id: m.id,
+            times_title,
             incoming,
             system: (m.direction == "system")
                 .then(|| super::customers::SystemLine::new(&details, m.text.as_deref())),
@@ -605,7 +623,8 @@ impl MsgView {
             time: short(shown, tz),
             delivered: m.sent_at.map(|t| short(t, tz)).unwrap_or_default(),
             written: short(m.created_at, tz),
-            delivery: m.delivery,
+            // An unknown mark (a newer version's) shows as a customer's: no badge.
+            delivery: m.delivery.parse().unwrap_or(Delivery::Received),
             wait_reason,
             problem: problem
                 .as_ref()
@@ -628,10 +647,30 @@ impl MsgView {
         }
     }
 
+    fn unsent(&self) -> bool {
+        self.delivery == Delivery::Unsent
+    }
+    fn failed(&self) -> bool {
+        self.delivery == Delivery::Failed
+    }
+    fn uncertain(&self) -> bool {
+        self.delivery == Delivery::Uncertain
+    }
+    fn cancelled(&self) -> bool {
+        self.delivery == Delivery::Cancelled
+    }
+
     /// The written time differs from the delivery time shown (it waited).
     fn waited(&self) -> bool {
         !self.delivered.is_empty() && self.delivered != self.written
     }
+}
+
+/// `2017-07-20 04:06:31`: a message's time to the second (the tooltip of its time).
+fn with_seconds(ms: i64, tz: chrono_tz::Tz) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 fn human_size(bytes: i64) -> String {
