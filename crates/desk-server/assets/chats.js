@@ -377,14 +377,14 @@
     sendHint.hidden = !hint;
   }
 
-  // Why the API refused, in the agent's language; `sending` prefixes 送信できませんでした.
+  // Why the API refused, in the agent's language; `sending` says 送信できませんでした first.
   function explain(r, sending) {
     var code = errorCode(r);
     if (r.status === 409 && (code === "held_by_other" || code === "not_in_progress")) {
       refreshHeader(0);
       return worded(r);
     }
-    return sending ? str("errorPrefix") + ": " + worded(r) : worded(r);
+    return sending ? str("sendFailed").replace("{reason}", worded(r)) : worded(r);
   }
 
   function nearBottom() {

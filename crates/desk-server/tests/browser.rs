@@ -718,8 +718,20 @@ async fn screenshots_of_the_list_and_the_detail() {
     send_text(&br, "ほかにご不明な点はございますか？").await;
     br.wait_for("the Unsent mark", "#chat-history .mark-unsent")
         .await;
+    br.wait_text(
+        "why it waits",
+        "#chat-history .wait-reason",
+        "次のお客様メッセージで送信されます",
+    )
+    .await;
     let shot = br.screenshot("chat-detail.png", 1280, 800).await;
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+    // 完了 with a message still waiting asks first (issue 10).
+    br.click("完了", "#chat-header [data-set-status='done']")
+        .await;
+    br.wait_for("the question", "#unsent-dialog[open]").await;
+    br.screenshot("chat-done-unsent.png", 1280, 800).await;
+    br.click("戻る", "#unsent-back").await;
 
     br.open("/chats").await;
     br.wait_for("the list", "#chat-list tr.chat-row").await;

@@ -47,8 +47,9 @@ pub fn router() -> Router<AppState> {
 
 /// Rows per page of the customer list.
 const PAGE_SIZE: i64 = 50;
-/// Rows of the 顧客 dialog's result list.
-const LINK_PAGE_SIZE: i64 = 20;
+/// Rows of the 顧客 dialog's result list: a short page, paged with ‹ › like the manual's
+/// dialog ("1 - 10 / 35").
+const LINK_PAGE_SIZE: i64 = 10;
 
 fn internal(e: impl Into<ApiError>) -> Response {
     e.into().into_response()
