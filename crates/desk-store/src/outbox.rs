@@ -207,19 +207,14 @@ impl Store {
              RETURNING conversation_id")
             .bind(message_id).bind(actor_id).bind(actor_is_admin).fetch_optional(c).await)?;
         let Some(conversation_id) = conv else {
-            let row: Option<(
-                String,
-                String,
-                Option<i64>,
-                String,
-                Option<i64>,
-                Option<String>,
-            )> = on_tx!(&mut tx, c => sqlx::query_as(
-                "SELECT m.direction, m.delivery, m.agent_id, c.status, c.agent_id, o.state
+            // (direction, author, chat status, chat holder, outbox state)
+            type Why = (String, Option<i64>, String, Option<i64>, Option<String>);
+            let row: Option<Why> = on_tx!(&mut tx, c => sqlx::query_as(
+                "SELECT m.direction, m.agent_id, c.status, c.agent_id, o.state
                  FROM messages m JOIN conversations c ON c.id = m.conversation_id
                  LEFT JOIN outbox o ON o.message_id = m.id WHERE m.id = $1")
                 .bind(message_id).fetch_optional(c).await)?;
-            let Some((direction, _, author, status, holder, outbox_state)) = row else {
+            let Some((direction, author, status, holder, outbox_state)) = row else {
                 return Ok(CancelOutcome::NotFound);
             };
             let state = desk_core::ConversationState {
