@@ -855,3 +855,25 @@ async fn the_customer_search_numbers_its_pages() {
         .await;
     assert_eq!(back["customers"], first["customers"]);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_groups_cancel_and_the_unsent_choice() {
+    let d = TestDesk::start(Backend::Sqlite).await;
+    let doc = d.get("/api/v1/openapi.json").await;
+    let post = &doc["paths"]["/conversations/{id}/messages"]["post"];
+    assert!(post["requestBody"]["content"]["multipart/form-data"].is_object());
+    assert!(doc["paths"]["/messages/{id}/cancel"]["post"].is_object());
+    let status = &doc["paths"]["/conversations/{id}/status"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["properties"]["unsent"];
+    assert_eq!(status["default"], "keep");
+    let message = &doc["components"]["schemas"]["Message"]["properties"];
+    for field in [
+        "delivered_at",
+        "group_id",
+        "waiting_reason",
+        "delivery_problem",
+        "passcode",
+    ] {
+        assert!(message[field].is_object(), "{field}");
+    }
+}
