@@ -510,6 +510,10 @@
     }
     fileName.textContent = file ? file.name : fileName.dataset.none;
     fileClear.hidden = !file;
+    var note = $("chat-file-note");
+    if (note) {
+      note.hidden = !file;
+    }
     filePreview.hidden = !(file && /^image\//.test(file.type));
     if (!filePreview.hidden) {
       filePreview.src = URL.createObjectURL(file);

@@ -278,6 +278,7 @@ mod tests {
             "delivery.",
             "chats.wait.",
             "chats.error.",
+            "list.error.",
             "chats.unsent.",
             "chats.lock.",
             "customers.error.",

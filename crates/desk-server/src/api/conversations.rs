@@ -113,34 +113,37 @@ pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// A filter the list cannot take, worded by the locale key `key` (the page shows it).
+fn list_error(key: &'static str, name: &'static str, value: &str) -> ApiError {
+    ApiError::localized(
+        axum::http::StatusCode::BAD_REQUEST,
+        "bad_request",
+        key,
+        vec![(name, value.to_owned())],
+    )
+}
+
 impl ListQuery {
     /// Empty fields are no filter (the manual: all empty lists everyone).
     pub fn to_filter(&self) -> Result<ConversationFilter, ApiError> {
         let customer_id = match non_empty(&self.customer_id) {
-            Some(s) => Some(parse_code_query(s).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "customer_id {s:?} is not a customer ID like 15 or #C15"
-                ))
-            })?),
+            Some(s) => Some(
+                parse_code_query(s)
+                    .ok_or_else(|| list_error("list.error.customer_id", "value", s))?,
+            ),
             None => None,
         };
         let registered = match non_empty(&self.registered) {
             Some("true") => Some(true),
             Some("false") => Some(false),
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "registered must be true or false, not {other:?}"
-                )));
-            }
+            Some(other) => return Err(list_error("list.error.registered", "value", other)),
             None => None,
         };
         let status = match non_empty(&self.status) {
             Some(s) => {
-                let parsed: desk_core::status::ConversationStatus = s.parse().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "status must be unread, in_progress or done, not {s:?}"
-                    ))
-                })?;
+                let parsed: desk_core::status::ConversationStatus = s
+                    .parse()
+                    .map_err(|_| list_error("list.error.status", "value", s))?;
                 Some(parsed.as_str().to_owned())
             }
             None => None,
@@ -149,9 +152,7 @@ impl ListQuery {
             Some(s) => Some(
                 s.split_once('_')
                     .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-                    .ok_or_else(|| {
-                        ApiError::bad_request("after is not a cursor from a previous page")
-                    })?,
+                    .ok_or_else(|| list_error("list.error.after", "value", s))?,
             ),
             None => None,
         };

@@ -217,7 +217,7 @@ async fn load_rows(st: &AppState, ctx: &PageCtx, p: &ListParams) -> Result<ListR
     let filter = match p.to_query().to_filter() {
         Ok(f) => f,
         Err(e) => {
-            out.error = Some(ctx.tf("chats.error.filter", [("message", e.message.as_str())]));
+            out.error = Some(e.message_in(ctx.locale));
             return Ok(out);
         }
     };
