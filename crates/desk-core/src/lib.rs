@@ -20,6 +20,7 @@
 //! | M4, M6, M7 the delivery marks (Unsent, sent, failed) | [`delivery::Delivery`] |
 //! | L2 LINE passcodes: shape, expiry, guessing throttle | [`passcode`] |
 //! | L3 customer codes `#C15`, phone search | [`customer_code`] |
+//! | who may try a password, and when (issue 9) | [`login_throttle::judge`] |
 //! | times are unix milliseconds from one clock | [`clock::Clock`] |
 //!
 //! Full-width input (what Japanese phones and IMEs type) is folded to ASCII in one place,
@@ -28,6 +29,7 @@
 pub mod clock;
 pub mod customer_code;
 pub mod delivery;
+pub mod login_throttle;
 pub mod normalize;
 pub mod passcode;
 pub mod planner;

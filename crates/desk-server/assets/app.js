@@ -26,6 +26,15 @@
     }
   });
 
+  // Read-only fields whose whole value a click selects: <input data-select-all> (no inline
+  // handlers: the pages' Content-Security-Policy allows scripts from files only).
+  document.addEventListener("click", function (event) {
+    var el = event.target;
+    if (el && el.matches && el.matches("input[data-select-all]")) {
+      el.select();
+    }
+  });
+
   // For other scripts (fetch calls must send the token as X-CSRF-Token too).
   window.linedesk = { csrfToken: csrfToken };
 })();

@@ -393,6 +393,7 @@
   function toBottom() {
     if (scroller) {
       scroller.scrollTop = scroller.scrollHeight;
+      autoTop = scroller.scrollTop;
     }
   }
 
@@ -402,6 +403,10 @@
   // follows every growth and every new message.
   var pinned = true;
   var stickToBottom = false;
+  // Where the desk itself last scrolled to. The scroll event of that scroll arrives later,
+  // possibly after an image grew the history again: it must not read as the agent leaving
+  // the bottom. Only a scroll above this point (the agent's own) can unpin.
+  var autoTop = 0;
 
   // Next to 送信: what happens if the agent sends now (Reply mode: whether a reply token is
   // still usable, counting down; Push mode: at once).
@@ -707,6 +712,9 @@
     });
 
     scroller.addEventListener("scroll", function () {
+      if (pinned && scroller.scrollTop >= autoTop - 2) {
+        return;
+      }
       pinned = nearBottom();
     });
     // Images (and stickers) that load grow the history: follow while pinned.

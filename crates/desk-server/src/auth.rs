@@ -15,6 +15,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use desk_store::users::UserRow;
 
+use crate::csrf::TokenUser;
 use crate::i18n::Locale;
 use crate::session::{self, Session, bearer_token};
 use crate::ui::PageCtx;
@@ -30,7 +31,10 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
         // A bearer token decides alone: a wrong token is 401 even with a cookie beside it.
         if let Some(token) = bearer_token(&parts.headers) {
-            return match st.store.user_by_api_token(token).await? {
+            if let Some(TokenUser(user)) = parts.extensions.get::<TokenUser>() {
+                return Ok(AuthUser(user.clone()));
+            }
+            return match st.store.user_by_api_token(token, st.now_ms()).await? {
                 Some(user) => Ok(AuthUser(user)),
                 None => Err(ApiError::unauthorized()),
             };

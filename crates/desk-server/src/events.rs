@@ -4,6 +4,12 @@
 //! no longer kept, or the id is another instance's (ids are `<instance>-<seq>`), or this
 //! instance's change listener was disconnected meanwhile, it gets `resync` and reloads its
 //! data — never a silent gap. A listener gap also sends `resync` to every open stream.
+//!
+//! A stream lasts only as long as the access it was opened with (issue 9, item 10): when
+//! its user is disabled, logs out, has their password reset or the token revoked
+//! ([`desk_store::Change::Access`], from any instance), and every [`RECHECK`] anyway (a
+//! session that expired, an instance that does not announce access changes), the stream
+//! checks its session or token again and ends if it is no longer valid.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -19,13 +25,25 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::auth::AuthUser;
+use crate::session::{bearer_token, cookie_token};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
 }
 
-fn to_event(notifier: &Notifier, n: &Numbered) -> Event {
+/// How often an open stream checks its session or token even without an access change.
+pub const RECHECK: Duration = Duration::from_secs(30);
+
+/// What a stream was opened with, to check again later.
+enum Credential {
+    Token(String),
+    Session(String),
+}
+
+/// The SSE event for a change; `None` for changes browsers never see.
+fn to_event(notifier: &Notifier, n: &Numbered) -> Option<Event> {
     let (name, data) = match &n.change {
+        desk_store::Change::Access { .. } => return None,
         desk_store::Change::Resync => ("resync", serde_json::json!({})),
         desk_store::Change::Settings => ("settings", serde_json::json!({})),
         desk_store::Change::Conversation { id } => {
@@ -39,10 +57,12 @@ fn to_event(notifier: &Notifier, n: &Numbered) -> Event {
             serde_json::json!({ "conversation_id": conversation_id, "id": id }),
         ),
     };
-    Event::default()
-        .id(notifier.event_id(n.seq))
-        .event(name)
-        .data(data.to_string())
+    Some(
+        Event::default()
+            .id(notifier.event_id(n.seq))
+            .event(name)
+            .data(data.to_string()),
+    )
 }
 
 fn resync() -> Event {
@@ -51,9 +71,13 @@ fn resync() -> Event {
 
 async fn events(
     State(st): State<AppState>,
-    _user: AuthUser,
+    AuthUser(user): AuthUser,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let credential = match bearer_token(&headers) {
+        Some(t) => Credential::Token(t.to_owned()),
+        None => Credential::Session(cookie_token(&headers).unwrap_or_default().to_owned()),
+    };
     let last = headers.get("last-event-id").map(|v| {
         v.to_str()
             .ok()
@@ -62,7 +86,13 @@ async fn events(
     let notifier = st.store.notifier.clone();
     let (rx, first): (_, Vec<Event>) = match last {
         Some(Some(seq)) => match notifier.subscribe_since(seq) {
-            (rx, Some(missed)) => (rx, missed.iter().map(|n| to_event(&notifier, n)).collect()),
+            (rx, Some(missed)) => (
+                rx,
+                missed
+                    .iter()
+                    .filter_map(|n| to_event(&notifier, n))
+                    .collect(),
+            ),
             (rx, None) => (rx, vec![resync()]),
         },
         // Another instance's id, or not one of ours: what was missed is unknown here.
@@ -77,14 +107,89 @@ async fn events(
             (rx, vec![ready])
         }
     };
-    let live = stream::unfold((rx, notifier), |(mut rx, notifier)| async move {
-        match rx.recv().await {
-            Ok(n) => Some((to_event(&notifier, &n), (rx, notifier))),
-            // Too slow to keep up: tell the browser to reload rather than skip changes.
-            Err(RecvError::Lagged(_)) => Some((resync(), (rx, notifier))),
-            Err(RecvError::Closed) => None,
-        }
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.reset();
+    let live = Live {
+        rx,
+        notifier,
+        st,
+        user_id: user.id,
+        credential,
+        recheck,
+    };
+    let live = stream::unfold(live, |mut live| async move {
+        let event = live.next().await?;
+        Some((event, live))
     });
     let stream = stream::iter(first).chain(live).map(Ok);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// The live part of one stream.
+struct Live {
+    rx: tokio::sync::broadcast::Receiver<Numbered>,
+    notifier: Notifier,
+    st: AppState,
+    user_id: i64,
+    credential: Credential,
+    recheck: tokio::time::Interval,
+}
+
+impl Live {
+    /// The next event to send; `None` ends the stream.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            tokio::select! {
+                r = self.rx.recv() => match r {
+                    Ok(n) => {
+                        if let desk_store::Change::Access { user_id } = n.change {
+                            if user_id == self.user_id && !self.still_allowed().await {
+                                return None;
+                            }
+                            continue;
+                        }
+                        if let Some(event) = to_event(&self.notifier, &n) {
+                            return Some(event);
+                        }
+                    }
+                    // Too slow to keep up: tell the browser to reload rather than skip
+                    // changes (an access change may be among the skipped: check).
+                    Err(RecvError::Lagged(_)) => {
+                        if !self.still_allowed().await {
+                            return None;
+                        }
+                        return Some(resync());
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = self.recheck.tick() => {
+                    if !self.still_allowed().await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the stream's session or token still belongs to its (enabled) user. A
+    /// database error ends the stream too: the browser reconnects and is checked afresh.
+    async fn still_allowed(&self) -> bool {
+        let now = self.st.now_ms();
+        let store = &self.st.store;
+        let user = match &self.credential {
+            Credential::Token(t) => store
+                .user_by_api_token(t, now)
+                .await
+                .map(|u| u.map(|u| u.id)),
+            Credential::Session(t) => store
+                .session_by_token(t, now)
+                .await
+                .map(|s| s.map(|s| s.user.id)),
+        };
+        let allowed = matches!(user, Ok(Some(id)) if id == self.user_id);
+        if !allowed {
+            tracing::info!(user = self.user_id, "event stream ended: access withdrawn");
+        }
+        allowed
+    }
 }

@@ -185,6 +185,26 @@ async fn check_passcode(st: &AppState, message_id: i64) -> Result<Outcome, Strin
         .map_err(|e| e.to_string())?;
     for a in attempts {
         tracing::info!(message = a.message_id, outcome = a.outcome, customer = ?a.customer_id, "passcode attempt");
+        if a.budget_exhausted {
+            budget_warning(st.now_ms());
+        }
     }
     Ok(Outcome::Done)
+}
+
+/// Warns (at most once a minute) that passcode checks pause: someone is guessing.
+fn budget_warning(now_ms: i64) {
+    use std::sync::atomic::AtomicI64;
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let last = LAST.load(Relaxed);
+    if now_ms - last >= 60_000
+        && LAST
+            .compare_exchange(last, now_ms, Relaxed, Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            budget = desk_core::passcode::GLOBAL_FAILURE_BUDGET,
+            "LINE passcode checks paused: the desk-wide guessing budget is used up (someone may be guessing passcodes)"
+        );
+    }
 }

@@ -2,6 +2,12 @@
 //! name or the browser), decoded with limits (no decompression bombs), and re-encoded
 //! within LINE's limits — original JPEG/PNG ≤ 10 MB, preview ≤ 1 MB. Re-encoding also
 //! drops metadata such as a photo's GPS position before it leaves the call center.
+//!
+//! Decoding is bounded (issue 9, item 8: a 16384×8192 PNG cost ~1 GB, three at once 6.3 GB):
+//! the picture's size is read from its header first and more than [`MAX_DECODE_PIXELS`] is
+//! refused before any pixel is decoded, the decoder may allocate at most
+//! [`MAX_DECODE_ALLOC`], and [`ImageWork`] runs one decode at a time (a few more wait;
+//! beyond that the upload is refused as busy).
 
 use std::io::Cursor;
 
@@ -18,6 +24,11 @@ const MAX_ORIGINAL_SIDE: u32 = 4096;
 const PREVIEW_SIDE: u32 = 1024;
 /// Decoding refuses pictures larger than this (pixels per side), whatever the file size.
 const MAX_DECODE_SIDE: u32 = 16_384;
+/// … and more pixels than this in all (25 megapixels: a 6000×4000 photo; a phone's usual
+/// 12 MP photo is far below). Decoded as RGBA that is at most 100 MB.
+pub const MAX_DECODE_PIXELS: u64 = 25_000_000;
+/// What the decoder may allocate at most.
+const MAX_DECODE_ALLOC: u64 = 128 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ImageError {
@@ -27,6 +38,10 @@ pub enum ImageError {
     TooLarge,
     #[error("the image could not be read: {0}")]
     Unreadable(String),
+    #[error("the image has too many pixels (at most {} megapixels)", MAX_DECODE_PIXELS / 1_000_000)]
+    TooManyPixels,
+    #[error("the desk is busy preparing other images; try again in a moment")]
+    Busy,
 }
 
 /// An image ready for LINE.
@@ -50,11 +65,21 @@ pub fn prepare(bytes: &[u8]) -> Result<Prepared, ImageError> {
         Some("image/bmp") => ImageFormat::Bmp,
         _ => return Err(ImageError::NotAnImage),
     };
+    // The size from the header, before a single pixel is decoded.
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| ImageError::Unreadable(e.to_string()))?;
+    if u64::from(width) * u64::from(height) > MAX_DECODE_PIXELS
+        || width > MAX_DECODE_SIDE
+        || height > MAX_DECODE_SIDE
+    {
+        return Err(ImageError::TooManyPixels);
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_DECODE_SIDE);
     limits.max_image_height = Some(MAX_DECODE_SIDE);
-    limits.max_alloc = Some(512 * 1024 * 1024);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);
     let img = reader
         .decode()
@@ -70,6 +95,40 @@ pub fn prepare(bytes: &[u8]) -> Result<Prepared, ImageError> {
         preview,
         preview_type,
     })
+}
+
+/// Runs [`prepare`] for uploads, one at a time ([`ImageWork::WAITING`] more may wait).
+#[derive(Clone)]
+pub struct ImageWork {
+    line: std::sync::Arc<tokio::sync::Semaphore>,
+    running: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for ImageWork {
+    fn default() -> ImageWork {
+        ImageWork {
+            line: std::sync::Arc::new(tokio::sync::Semaphore::new(1 + Self::WAITING)),
+            running: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+}
+
+impl ImageWork {
+    /// Uploads that may wait for the decoder.
+    pub const WAITING: usize = 8;
+
+    /// [`prepare`] on the blocking pool, when the decoder is free.
+    pub async fn prepare(&self, bytes: bytes::Bytes) -> Result<Prepared, ImageError> {
+        let _place = self
+            .line
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ImageError::Busy)?;
+        let _running = self.running.acquire().await.map_err(|_| ImageError::Busy)?;
+        tokio::task::spawn_blocking(move || prepare(&bytes))
+            .await
+            .map_err(|e| ImageError::Unreadable(e.to_string()))?
+    }
 }
 
 fn fit(img: DynamicImage, side: u32) -> DynamicImage {
@@ -152,6 +211,77 @@ mod tests {
         assert_eq!(
             prepare(&vec![0u8; MAX_UPLOAD_BYTES + 1]).err(),
             Some(ImageError::TooLarge)
+        );
+    }
+
+    /// A valid PNG of `w`×`h` one-bit pixels, all black, written by hand (stored deflate
+    /// blocks), so a picture of a hundred million pixels costs a few MB here.
+    pub fn huge_bilevel_png(w: u32, h: u32) -> Vec<u8> {
+        fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+            out.extend((data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend(kind);
+            out.extend(data);
+            let crc = crc32(&out[start..]);
+            out.extend(crc.to_be_bytes());
+        }
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut c = 0xFFFF_FFFFu32;
+            for b in bytes {
+                c ^= u32::from(*b);
+                for _ in 0..8 {
+                    c = if c & 1 != 0 {
+                        0xEDB8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        }
+        let row = 1 + (w as usize).div_ceil(8);
+        let raw = vec![0u8; row * h as usize];
+        let mut z = vec![0x78, 0x01];
+        let mut blocks = raw.chunks(65_535).peekable();
+        while let Some(block) = blocks.next() {
+            z.push(u8::from(blocks.peek().is_none()));
+            let len = block.len() as u16;
+            z.extend(len.to_le_bytes());
+            z.extend((!len).to_le_bytes());
+            z.extend(block);
+        }
+        let (mut a, mut b) = (1u32, 0u32);
+        for x in &raw {
+            a = (a + u32::from(*x)) % 65_521;
+            b = (b + a) % 65_521;
+        }
+        z.extend(((b << 16) | a).to_be_bytes());
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend(w.to_be_bytes());
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([1, 0, 0, 0, 0]);
+        chunk(&mut out, b"IHDR", &ihdr);
+        chunk(&mut out, b"IDAT", &z);
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn a_picture_of_too_many_pixels_is_refused_before_decoding() {
+        let small = huge_bilevel_png(64, 32);
+        assert_eq!(
+            image::load_from_memory(&small).unwrap().width(),
+            64,
+            "a real PNG"
+        );
+        assert!(prepare(&small).is_ok());
+        let bomb = huge_bilevel_png(16_384, 8_192);
+        assert!(bomb.len() < MAX_UPLOAD_BYTES, "{}", bomb.len());
+        assert_eq!(prepare(&bomb).err(), Some(ImageError::TooManyPixels));
+        assert_eq!(
+            prepare(&huge_bilevel_png(6_000, 4_200)).err(),
+            Some(ImageError::TooManyPixels)
         );
     }
 

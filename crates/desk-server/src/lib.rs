@@ -4,6 +4,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod client_addr;
 pub mod csrf;
 pub mod delivery_view;
 pub mod error;
@@ -15,6 +16,8 @@ pub mod images;
 pub mod line_settings;
 pub mod media_files;
 pub mod metrics;
+pub mod passwords;
+pub mod security;
 pub mod sender;
 pub mod session;
 pub mod time;
@@ -48,6 +51,19 @@ pub struct Config {
     pub line_channel_access_token: Option<String>,
     pub line_mode: Option<String>,
     pub reply_window_secs: u64,
+    /// Refuse requests for other host names (DNS rebinding; `security.rs`). Set when the
+    /// public URL was given explicitly: the default one names only the listen address.
+    pub check_host: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`client_addr.rs`); empty:
+    /// the socket's peer address is the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The login throttle's limits (desk_core::login_throttle).
+    pub login_limits: desk_core::login_throttle::Limits,
+    /// The secret key (`LINEDESK_SECRET_KEY`) and, during a rotation, the previous one;
+    /// without a key, `<data dir>/secret.key` (created at the first start). See
+    /// desk_store::secrets.
+    pub secret_key: Option<String>,
+    pub previous_secret_key: Option<String>,
 }
 
 impl Config {
@@ -64,6 +80,11 @@ impl Config {
             line_channel_access_token: None,
             line_mode: None,
             reply_window_secs: 50,
+            check_host: false,
+            trusted_proxies: Vec::new(),
+            login_limits: desk_core::login_throttle::Limits::default(),
+            secret_key: None,
+            previous_secret_key: None,
         }
     }
 }
@@ -81,6 +102,10 @@ pub struct AppState {
     pub fetch_wakeup: Arc<tokio::sync::Notify>,
     /// Wakes the outbox worker when there is something new to send.
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
+    /// The bounded line for password hashing (login, password changes).
+    pub passwords: passwords::PasswordWork,
+    /// The bounded line for decoding agents' images.
+    pub images: images::ImageWork,
 }
 
 impl AppState {
@@ -103,7 +128,13 @@ impl App {
     /// Opens the database (running migrations), applies LINE settings from the config and
     /// starts the webhook writer.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = Store::open(config.database_url.as_deref(), &config.data_dir).await?;
+        let keys = desk_store::secrets::KeyConfig {
+            key: config.secret_key.clone(),
+            previous: config.previous_secret_key.clone(),
+            key_file: Some(config.data_dir.join(desk_store::secrets::KEY_FILE)),
+        };
+        let store =
+            Store::open_with_keys(config.database_url.as_deref(), &config.data_dir, &keys).await?;
         // PostgreSQL: hear the other instances' changes (SSE, outbox wake-ups) before serving.
         store.start_listener().await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -127,6 +158,8 @@ impl App {
             ingest,
             fetch_wakeup,
             outbox_wakeup: Arc::new(tokio::sync::Notify::new()),
+            passwords: passwords::PasswordWork::default(),
+            images: images::ImageWork::default(),
         };
         Ok(App { state })
     }
@@ -142,6 +175,14 @@ impl App {
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
                 csrf::protect,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                security::check_host,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                security::headers,
             ))
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(self.state.clone())
@@ -160,6 +201,11 @@ impl App {
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         self.spawn_workers();
         let router = self.router();
-        axum::serve(listener, router).await
+        // The peer address reaches handlers (the login throttle counts by client).
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
     }
 }

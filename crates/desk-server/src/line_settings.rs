@@ -10,8 +10,9 @@ use desk_store::Store;
 use crate::Config;
 
 pub const KEY_MODE: &str = "line.mode";
-pub const KEY_SECRET: &str = "line.channel_secret";
-pub const KEY_TOKEN: &str = "line.channel_access_token";
+/// Stored encrypted (desk_store::secrets).
+pub const KEY_SECRET: &str = desk_store::secrets::CHANNEL_SECRET_SETTING;
+pub const KEY_TOKEN: &str = desk_store::secrets::ACCESS_TOKEN_SETTING;
 /// The confirmation a customer gets when their LINE passcode linked them (empty: none).
 pub const KEY_PASSCODE_REPLY: &str = "line.passcode_reply";
 /// `on`: send that confirmation in Push mode too (each push counts against the plan).
@@ -64,10 +65,10 @@ impl LineSettings {
     /// Writes the settings given by the environment, then loads what is stored.
     pub async fn load(store: &Store, config: &Config, now_ms: i64) -> anyhow::Result<LineSettings> {
         if let Some(s) = &config.line_channel_secret {
-            store.set_setting(KEY_SECRET, s, now_ms).await?;
+            store.set_secret_setting(KEY_SECRET, s, now_ms).await?;
         }
         if let Some(t) = &config.line_channel_access_token {
-            store.set_setting(KEY_TOKEN, t, now_ms).await?;
+            store.set_secret_setting(KEY_TOKEN, t, now_ms).await?;
         }
         if let Some(m) = &config.line_mode {
             let mode: Mode = m.parse().map_err(|_| {
@@ -94,8 +95,8 @@ impl LineSettings {
     /// Re-reads the stored settings (after the LINE設定 screen saved them).
     pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
         let mode = store.setting(KEY_MODE).await?;
-        let secret = store.setting(KEY_SECRET).await?;
-        let token = store.setting(KEY_TOKEN).await?;
+        let secret = store.secret_setting(KEY_SECRET).await?;
+        let token = store.secret_setting(KEY_TOKEN).await?;
         let reply = store.setting(KEY_PASSCODE_REPLY).await?;
         let reply_push = store.setting(KEY_PASSCODE_REPLY_PUSH).await?;
         let updated_at = [&mode, &secret, &token, &reply, &reply_push]

@@ -10,11 +10,8 @@
 //!   so a desk PC left logged in does not stay logged in for days.
 //! - A disabled user's sessions are deleted when they are disabled, and lookups skip disabled
 //!   users anyway, so their access ends at once.
-//! - Failed logins are throttled per login ID in memory ([`LoginThrottle`]).
-
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+//! - Failed logins are throttled in the database, per login ID and client address and
+//!   wider (desk_core::login_throttle; `ui/login.rs`).
 
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
@@ -155,71 +152,6 @@ pub async fn from_parts(parts: &mut Parts, st: &AppState) -> ApiResult<Option<Se
     Ok(session)
 }
 
-/// Failed logins per login ID, in memory: after [`LoginThrottle::MAX_FAILURES`] failures
-/// within [`LoginThrottle::WINDOW`], further attempts for that login ID (right or wrong)
-/// are refused until the oldest failure is older than the window. A success clears the
-/// count. Per process: with several instances an attacker gets that many tries per
-/// instance, which still makes guessing argon2-hashed passwords slow. The price is that
-/// anyone can lock a known login ID for 5 minutes; the message says so plainly.
-#[derive(Clone, Default)]
-pub struct LoginThrottle {
-    failures: Arc<Mutex<HashMap<String, VecDeque<Instant>>>>,
-}
-
-impl LoginThrottle {
-    pub const MAX_FAILURES: usize = 5;
-    pub const WINDOW: Duration = Duration::from_secs(5 * 60);
-    /// Entries kept at most; old ones are dropped first (bounded memory under a spray).
-    const MAX_KEYS: usize = 10_000;
-
-    fn key(login: &str) -> String {
-        login.trim().to_lowercase()
-    }
-
-    /// `Some(wait)` when the login ID is locked for now.
-    pub fn locked_for(&self, login: &str) -> Option<Duration> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let q = map.get_mut(&Self::key(login))?;
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Self::WINDOW)
-        {
-            q.pop_front();
-        }
-        if q.len() >= Self::MAX_FAILURES {
-            let oldest = *q.front()?;
-            Some(Self::WINDOW.saturating_sub(now.duration_since(oldest)))
-        } else {
-            None
-        }
-    }
-
-    pub fn record_failure(&self, login: &str) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= Self::MAX_KEYS {
-            map.retain(|_, q| {
-                q.back()
-                    .is_some_and(|t| now.duration_since(*t) < Self::WINDOW)
-            });
-            if map.len() >= Self::MAX_KEYS {
-                map.clear();
-            }
-        }
-        let q = map.entry(Self::key(login)).or_default();
-        q.push_back(now);
-        while q.len() > Self::MAX_FAILURES {
-            q.pop_front();
-        }
-    }
-
-    pub fn record_success(&self, login: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&Self::key(login));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,20 +170,5 @@ mod tests {
             HeaderValue::from_static("linedesk_session_x=1; linedesk_session="),
         );
         assert_eq!(cookie_token(&h), None);
-    }
-
-    #[test]
-    fn throttle_locks_after_five_failures() {
-        let t = LoginThrottle::default();
-        for _ in 0..4 {
-            t.record_failure("Sato");
-        }
-        assert!(t.locked_for("sato").is_none());
-        t.record_failure(" sato ");
-        let wait = t.locked_for("SATO").expect("locked");
-        assert!(wait <= LoginThrottle::WINDOW && wait > Duration::from_secs(290));
-        assert!(t.locked_for("tanaka").is_none());
-        t.record_success("sato");
-        assert!(t.locked_for("sato").is_none());
     }
 }

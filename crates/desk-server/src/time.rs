@@ -1,7 +1,7 @@
 //! Times shown to people: RFC 3339 in the desk's time zone (Asia/Tokyo by default), and the
 //! day boundaries of the From/To history range (C8).
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone};
+use chrono::{DateTime, Datelike, Days, Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 
 pub const DAY_MS: i64 = 86_400_000;
@@ -54,7 +54,10 @@ pub fn history_range(
 ) -> Result<(i64, i64), String> {
     let today = date_of(now_ms, tz);
     let to = to.unwrap_or(today);
-    let from = from.unwrap_or(to - Duration::days(6));
+    let from = match from {
+        Some(f) => f,
+        None => week_before(to).ok_or("to is out of range")?,
+    };
     if from > to {
         return Err(format!("from ({from}) is after to ({to})"));
     }
@@ -62,8 +65,27 @@ pub fn history_range(
     Ok((day_start_ms(from, tz), day_start_ms(end, tz)))
 }
 
+/// A From/To date as typed: exactly `YYYY-MM-DD` with a four-digit year. chrono alone
+/// also takes years like `-262143` or `+99999`, whose day arithmetic overflows (a panic in
+/// the handler, issue 9); no chat history lies outside 0001–9999 anyway.
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("{s:?} is not a date YYYY-MM-DD"))
+    let b = s.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    let date = shaped
+        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten()
+        .filter(|d| d.year() >= 1);
+    date.ok_or_else(|| format!("{s:?} is not a date YYYY-MM-DD"))
+}
+
+/// The first day of the default 7-day range ending on `to` (`None` at the calendar's edge).
+pub fn week_before(to: NaiveDate) -> Option<NaiveDate> {
+    to.checked_sub_days(Days::new(6))
 }
 
 #[cfg(test)]
@@ -93,5 +115,24 @@ mod tests {
         assert_eq!(to - from, 6 * DAY_MS);
         assert!(history_range(Some(d("2017-07-21")), Some(d("2017-07-20")), 0, tz).is_err());
         assert!(parse_date("2017/07/20").is_err());
+    }
+
+    #[test]
+    fn dates_at_the_calendars_edges_are_refused_not_panicked_on() {
+        let tz = chrono_tz::Asia::Tokyo;
+        for s in [
+            "-262143-01-01",
+            "+262142-12-31",
+            "99999-01-01",
+            "0000-01-01",
+            "2017-7-20",
+        ] {
+            assert!(parse_date(s).is_err(), "{s}");
+        }
+        let first = parse_date("0001-01-01").unwrap();
+        assert!(history_range(None, Some(first), 0, tz).is_ok());
+        assert!(history_range(Some(NaiveDate::MIN), Some(NaiveDate::MIN), 0, tz).is_ok());
+        assert!(history_range(None, Some(NaiveDate::MIN), 0, tz).is_err());
+        assert!(history_range(None, Some(NaiveDate::MAX), 0, tz).is_err());
     }
 }

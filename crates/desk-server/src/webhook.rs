@@ -49,15 +49,21 @@ async fn receive(
         (Some(secret), Some(sig)) => line_api::signature::verify(secret.as_bytes(), &body, sig),
         _ => false,
     };
+    let now = st.now_ms();
     if !verified {
-        st.metrics.signature_failure(st.now_ms());
-        tracing::warn!(
-            secret_set = line.channel_secret.is_some(),
-            signature_present = signature.is_some(),
-            "webhook refused: bad signature (is the Channel Secret right?)"
-        );
+        // Counted by source: unsigned posts are never LINE (issue 9, item 12).
+        st.metrics.signature_failure(now, signature.is_some());
+        if let Some(suppressed) = st.metrics.warning_due(now) {
+            tracing::warn!(
+                secret_set = line.channel_secret.is_some(),
+                signature_present = signature.is_some(),
+                suppressed,
+                "webhook refused: bad signature (is the Channel Secret right?)"
+            );
+        }
         return (StatusCode::UNAUTHORIZED, "invalid signature\n");
     }
+    st.metrics.verified_delivery(now);
     let parsed = match line_api::webhook::parse(&body) {
         Ok(p) => p,
         Err(e) => {

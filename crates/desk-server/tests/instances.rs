@@ -38,6 +38,8 @@ async fn instance(db_url: &str, emulator_url: &str, emu: &line_emulator::Config)
     config.line_channel_secret = Some(emu.channel_secret.clone());
     config.line_channel_access_token = Some(emu.channel_access_token.clone());
     config.line_mode = Some("push".into());
+    // Every instance on one database needs the same secret key (docs/operations.md).
+    config.secret_key = desk_store::testing::test_keys().key;
     let app = App::build(config).await.unwrap();
     let state = app.state.clone();
     tokio::spawn(app.serve(listener));

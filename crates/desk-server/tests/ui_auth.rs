@@ -410,14 +410,15 @@ async fn cookie_posts_need_the_csrf_token_and_a_same_origin() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200, "{backend:?}");
-        // A wrong bearer token is not rescued by a cookie beside it.
+        // A wrong bearer token is not rescued by a cookie beside it, nor does it exempt the
+        // cookie's request from the CSRF check (issue 9, item 7): refused before the handler.
         let resp = b
             .request(Method::POST, &read)
             .bearer_auth("ld_wrong")
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.status(), 403);
         // LINE's webhook is exempt (it is signature-checked: 401, not 403).
         let resp = d
             .http
@@ -672,9 +673,9 @@ async fn a_disabled_users_session_and_api_token_stop_at_once() {
             "{backend:?}"
         );
 
-        // Enabling again brings the token back; the session stays ended.
+        // Enabling again brings neither back: disabling revoked the token (issue 9, item 11).
         d.state.store.set_user_disabled(sato, false).await.unwrap();
-        assert_eq!(bearer(&api_token).await.unwrap().status(), 200);
+        assert_eq!(bearer(&api_token).await.unwrap().status(), 401);
         assert_eq!(b.get("/api/v1/conversations").await.status(), 401);
 
         // An expired session is no session.

@@ -23,7 +23,7 @@ use desk_core::passcode::{self, Passcode};
 use serde_json::json;
 
 use crate::conversations::escape_like;
-use crate::{Change, Result, Store, StoreError, Tx, TxInner, exec_tx, on_db, on_tx};
+use crate::{Change, Result, Store, StoreError, Tx, TxInner, exec_tx, on_db, on_tx, secrets};
 
 /// A customer as stored (`tags` is a JSON array of strings).
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -177,7 +177,17 @@ pub struct Attempt {
     /// `linked` | `failed` | `throttled`.
     pub outcome: &'static str,
     pub customer_id: Option<i64>,
+    /// For `throttled`: the desk-wide guessing budget was exhausted (else the LINE user's
+    /// own limit).
+    pub budget_exhausted: bool,
 }
+
+/// The counter of passcode attempts left unchecked because the desk-wide guessing budget
+/// was exhausted (its time: the last such attempt).
+pub const PASSCODE_BUDGET_REFUSED: &str = "passcode_budget_refused";
+/// The advisory lock serializing passcode checks across instances ("ldpass"), so the
+/// desk-wide budget is never overdrawn.
+const PASSCODE_LOCK_KEY: i64 = 0x6c64_7061_7373;
 
 /// Fields a history `updated` row may name, in display order.
 pub const FIELDS: [&str; 5] = ["name", "phone", "email", "notes", "tags"];
@@ -550,12 +560,28 @@ impl Store {
         Ok(UnlinkOutcome::Unlinked { customer_id })
     }
 
+    /// Wrong passcodes sent since `since_ms` on the whole desk (the guessing budget's count).
+    pub async fn passcode_failures_since(&self, since_ms: i64) -> Result<i64> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM passcode_attempts WHERE outcome = 'failed' AND at > $1")
+            .bind(since_ms).fetch_one(p).await)?)
+    }
+
     /// The customer's passcode that is neither used nor replaced (it may have expired).
+    /// The code is stored encrypted (secrets.rs) and decrypted here, for agents to read out.
     pub async fn active_passcode(&self, customer_id: i64) -> Result<Option<ActivePasscode>> {
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, ActivePasscode>(
-            "SELECT code, issued_at, valid_until FROM customer_passcodes
+        let row: Option<ActivePasscode> = on_db!(&self.db, p => sqlx::query_as::<_, ActivePasscode>(
+            "SELECT COALESCE(code_enc, code) AS code, issued_at, valid_until FROM customer_passcodes
              WHERE customer_id = $1 AND used_at IS NULL AND replaced_at IS NULL")
-            .bind(customer_id).fetch_optional(p).await)?)
+            .bind(customer_id).fetch_optional(p).await)?;
+        row.map(|mut a| {
+            a.code = self
+                .secrets()?
+                .open(secrets::PASSCODE_PURPOSE, &a.code)?
+                .into_inner();
+            Ok(a)
+        })
+        .transpose()
     }
 
     /// Issues a LINE passcode valid until `valid_until_ms` (checked by the caller with
@@ -569,6 +595,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Passcode> {
         use rand::Rng;
+        let secrets = self.secrets()?;
         let mut tx = self.begin().await?;
         let sql = format!("SELECT id FROM customers WHERE id = $1{}", for_update(&tx));
         let found: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(&sql)
@@ -576,24 +603,29 @@ impl Store {
         if found.is_none() {
             return Err(StoreError::NotFound);
         }
-        let previous: Option<String> = on_tx!(&mut tx, c => sqlx::query_scalar(
+        exec_tx!(&mut tx, c => sqlx::query(
             "UPDATE customer_passcodes SET replaced_at = $2
-             WHERE customer_id = $1 AND used_at IS NULL AND replaced_at IS NULL RETURNING code")
-            .bind(customer_id).bind(now_ms).fetch_optional(c).await)?;
+             WHERE customer_id = $1 AND used_at IS NULL AND replaced_at IS NULL")
+            .bind(customer_id).bind(now_ms))?;
         let mut issued = None;
         // A code held by another customer's valid passcode is drawn again (at most a few
-        // thousand of the million codes are ever active at once).
+        // thousand of the million codes are ever active at once). Codes are found by their
+        // keyed hash; the database never holds a live code in plain text.
         for _ in 0..50 {
             let code = passcode::generate(rand::thread_rng().gen_range(0..passcode::CODE_SPACE));
+            let hash = secrets.passcode_hash(code.as_str());
             // An expired passcode still holding this code gives it up.
             exec_tx!(&mut tx, c => sqlx::query(
                 "UPDATE customer_passcodes SET replaced_at = $2
-                 WHERE code = $1 AND used_at IS NULL AND replaced_at IS NULL AND valid_until <= $2")
-                .bind(code.as_str()).bind(now_ms))?;
+                 WHERE code_hash = $1 AND used_at IS NULL AND replaced_at IS NULL AND valid_until <= $2")
+                .bind(&hash).bind(now_ms))?;
             let inserted: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
-                "INSERT INTO customer_passcodes (customer_id, code, issued_at, valid_until, issued_by)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id")
-                .bind(customer_id).bind(code.as_str()).bind(now_ms).bind(valid_until_ms).bind(actor_id)
+                "INSERT INTO customer_passcodes
+                     (customer_id, code, code_hash, code_enc, issued_at, valid_until, issued_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id")
+                .bind(customer_id).bind(secrets::MASKED_CODE).bind(&hash)
+                .bind(secrets.seal(secrets::PASSCODE_PURPOSE, code.as_str()))
+                .bind(now_ms).bind(valid_until_ms).bind(actor_id)
                 .fetch_optional(c).await)?;
             if inserted.is_some() {
                 issued = Some(code);
@@ -603,12 +635,12 @@ impl Store {
         let Some(code) = issued else {
             return Err(StoreError::Conflict("no free passcode; try again".into()));
         };
+        // The history says that a passcode was issued and until when, not which: a live
+        // code is a secret.
         let h = History {
             customer_id,
             actor_id,
             action: "passcode_issued",
-            old_value: previous.as_deref(),
-            new_value: Some(code.as_str()),
             valid_until: Some(valid_until_ms),
             ..Default::default()
         };
@@ -634,7 +666,14 @@ impl Store {
         now_ms: i64,
         confirmation: Option<crate::outbox::Confirmation<'_>>,
     ) -> Result<Vec<Attempt>> {
+        let secrets = self.secrets()?;
         let mut tx = self.begin().await?;
+        if let TxInner::Postgres(t) = &mut tx.inner {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PASSCODE_LOCK_KEY)
+                .execute(&mut **t)
+                .await?;
+        }
         let target: Option<(i64, i64)> = on_tx!(&mut tx, c => sqlx::query_as(
             "SELECT conversation_id, created_at FROM messages WHERE id = $1")
             .bind(message_id).fetch_optional(c).await)?;
@@ -660,7 +699,9 @@ impl Store {
             let Some(code) = text.as_deref().and_then(passcode::parse_candidate) else {
                 continue;
             };
-            let attempt = check_one(&mut tx, conversation_id, id, &code, sent_at, now_ms).await?;
+            let hash = secrets.passcode_hash(code.as_str());
+            let attempt =
+                check_one(&mut tx, conversation_id, id, &code, &hash, sent_at, now_ms).await?;
             if attempt.outcome == "linked"
                 && let Some(c) = &confirmation
             {
@@ -673,12 +714,14 @@ impl Store {
     }
 }
 
-/// Judges one attempt: throttle, look-up, link or failure; records it.
+/// Judges one attempt: throttle, desk-wide budget, look-up (by the code's keyed hash),
+/// link or failure; records it.
 async fn check_one(
     tx: &mut Tx,
     conversation_id: i64,
     message_id: i64,
     code: &Passcode,
+    code_hash: &str,
     sent_at: i64,
     now_ms: i64,
 ) -> Result<Attempt> {
@@ -690,15 +733,26 @@ async fn check_one(
         code: code.to_string(),
         outcome: "failed",
         customer_id: None,
+        budget_exhausted: false,
     };
+    let desk_failures: i64 = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM passcode_attempts WHERE outcome = 'failed' AND at > $1")
+        .bind(sent_at - passcode::THROTTLE_WINDOW_MS).fetch_one(c).await)?;
     if !passcode::attempt_allowed(&failures, sent_at) {
         attempt.outcome = "throttled";
+    } else if !passcode::budget_allows(usize::try_from(desk_failures).unwrap_or(usize::MAX)) {
+        attempt.outcome = "throttled";
+        attempt.budget_exhausted = true;
+        exec_tx!(tx, c => sqlx::query(
+            "INSERT INTO counters (name, value, updated_at) VALUES ($1, 1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1, updated_at = excluded.updated_at")
+            .bind(PASSCODE_BUDGET_REFUSED).bind(now_ms))?;
     } else {
         // Judged at the time the LINE user sent it: a passcode issued later does not count.
         let candidates: Vec<(i64, i64, i64, i64)> = on_tx!(tx, c => sqlx::query_as(
             "SELECT id, customer_id, issued_at, valid_until FROM customer_passcodes
-             WHERE code = $1 AND used_at IS NULL AND replaced_at IS NULL")
-            .bind(code.as_str()).fetch_all(c).await)?;
+             WHERE code_hash = $1 AND used_at IS NULL AND replaced_at IS NULL")
+            .bind(code_hash).fetch_all(c).await)?;
         let valid = candidates.into_iter().find(|(_, _, issued, until)| {
             passcode::is_valid(*issued, *until, false, false, sent_at)
         });

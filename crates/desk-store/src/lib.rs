@@ -14,10 +14,12 @@ pub mod customers;
 pub mod ingest;
 pub mod jobs;
 pub mod listen;
+pub mod login_attempts;
 pub mod media;
 pub mod messages;
 pub mod notify;
 pub mod outbox;
+pub mod secrets;
 pub mod sessions;
 pub mod settings;
 pub mod users;
@@ -170,12 +172,34 @@ impl Tx {
 pub struct Store {
     pub db: Db,
     pub notifier: Notifier,
+    /// The secret key for what is stored encrypted or keyed-hashed (`secrets.rs`); `None`
+    /// for a store opened raw (copying rows as they are, `migrate-data`).
+    pub secrets: Option<std::sync::Arc<secrets::Secrets>>,
 }
 
 impl Store {
     /// Connects to `url` (`sqlite:` path or `postgres://`); without a URL, SQLite in `data_dir`.
-    /// Runs the migrations.
+    /// Runs the migrations, loads the secret key (`LINEDESK_SECRET_KEY`, else
+    /// `<data dir>/secret.key`, created if need be) and encrypts what older versions
+    /// stored in plain text.
     pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Store> {
+        Self::open_with_keys(url, data_dir, &secrets::KeyConfig::from_env(data_dir)).await
+    }
+
+    /// [`Store::open`] with the key from `keys`.
+    pub async fn open_with_keys(
+        url: Option<&str>,
+        data_dir: &Path,
+        keys: &secrets::KeyConfig,
+    ) -> Result<Store> {
+        let mut store = Self::open_raw(url, data_dir).await?;
+        store.init_secrets(keys).await?;
+        Ok(store)
+    }
+
+    /// Connects and migrates, without a secret key: rows can be copied as they are, and
+    /// nothing encrypted can be read or written (`migrate-data`).
+    pub async fn open_raw(url: Option<&str>, data_dir: &Path) -> Result<Store> {
         let db = match url {
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
                 let pool = PgPoolOptions::new()
@@ -187,15 +211,17 @@ impl Store {
             }
             Some(u) => Db::Sqlite(open_sqlite(SqliteConnectOptions::from_str(u)?).await?),
             None => {
-                std::fs::create_dir_all(data_dir)
-                    .map_err(|e| StoreError::Invalid(format!("data dir {data_dir:?}: {e}")))?;
-                let opts = SqliteConnectOptions::new().filename(data_dir.join("linedesk.db"));
+                private_dir(data_dir)?;
+                let file = data_dir.join("linedesk.db");
+                private_db_files(&file)?;
+                let opts = SqliteConnectOptions::new().filename(file);
                 Db::Sqlite(open_sqlite(opts).await?)
             }
         };
         let store = Store {
             db,
             notifier: Notifier::new(),
+            secrets: None,
         };
         store.migrate().await?;
         Ok(store)
@@ -232,6 +258,48 @@ impl Store {
         exec_db!(&self.db, p => sqlx::query("SELECT 1"))?;
         Ok(())
     }
+}
+
+/// Creates `dir` if need be and makes it accessible to the desk's user only (0700): it
+/// holds the database, the media and the secret key (issue 9, item 15).
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StoreError::Invalid(format!("data dir {dir:?}: {e}")))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| StoreError::Invalid(format!("data dir {dir:?}: {e}")))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::Invalid(format!("data dir {dir:?}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The SQLite file (created here if new, so it is born 0600) and its `-wal`/`-shm`
+/// companions (which SQLite creates with the database file's mode) readable by the desk's
+/// user only; files of older versions are tightened.
+fn private_db_files(file: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| StoreError::Invalid(format!("{}: {e}", file.display()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(err)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+        match std::fs::metadata(&path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(err)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 async fn open_sqlite(opts: SqliteConnectOptions) -> Result<SqlitePool> {
@@ -293,6 +361,14 @@ pub mod testing {
             .await?;
         let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
         Ok(format!("{base}/{name}"))
+    }
+
+    /// A fixed key for stores of tests that must agree on one (several instances).
+    pub fn test_keys() -> secrets::KeyConfig {
+        secrets::KeyConfig {
+            key: Some("bGluZWRlc2stdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE=".into()),
+            ..Default::default()
+        }
     }
 
     /// One store per backend: SQLite in `dir`, and PostgreSQL in a fresh database.

@@ -68,6 +68,7 @@ pub fn payloads(origin: &str, changes: &[Change]) -> Vec<String> {
                 id,
             } => write!(item, "m{conversation_id}.{id}"),
             Change::Settings => write!(item, "s"),
+            Change::Access { user_id } => write!(item, "a{user_id}"),
             Change::Resync => continue,
         }
         .expect("writing to a String");
@@ -98,6 +99,11 @@ pub fn parse_payload(payload: &str) -> Option<(&str, Vec<Change>)> {
 fn parse_item(item: &str) -> Option<Change> {
     if item == "s" {
         return Some(Change::Settings);
+    }
+    if let Some(id) = item.strip_prefix('a') {
+        return Some(Change::Access {
+            user_id: id.parse().ok()?,
+        });
     }
     if let Some(id) = item.strip_prefix('c') {
         return Some(Change::Conversation {
@@ -231,6 +237,9 @@ mod tests {
             }
         );
         assert!(payloads("abc", &[]).is_empty());
+        let (_, access) =
+            parse_payload(&payloads("abc", &[Change::Access { user_id: 42 }])[0]).unwrap();
+        assert_eq!(access, vec![Change::Access { user_id: 42 }]);
         assert_eq!(parse_payload("abc ping").unwrap().1, vec![]);
         assert_eq!(parse_payload("abc c1 x9 m2.3").unwrap().1.len(), 2);
     }

@@ -40,4 +40,17 @@ impl Store {
             "SELECT id, key, content_type, size, public, data FROM media WHERE key = $1")
             .bind(key).fetch_optional(p).await)?)
     }
+
+    /// Deletes a file's row (an upload no message refers to).
+    pub async fn delete_media(&self, id: i64) -> Result<()> {
+        crate::exec_db!(&self.db, p => sqlx::query("DELETE FROM media WHERE id = $1").bind(id))?;
+        Ok(())
+    }
+
+    /// How many files are stored (tests: nothing left behind).
+    pub async fn count_media(&self) -> Result<i64> {
+        Ok(
+            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM media").fetch_one(p).await)?,
+        )
+    }
 }

@@ -35,6 +35,9 @@ pub enum Change {
     /// A setting changed (LINE設定): every instance reloads its cached copy. Not sent to
     /// browsers.
     Settings,
+    /// A user's access changed (disabled, logged out, password reset, a token revoked):
+    /// their open event streams check whether they may still listen. Not sent to browsers.
+    Access { user_id: i64 },
     /// Not a change of data: the feed has a gap (this instance may have missed changes
     /// made elsewhere). Whoever keeps a picture of the data must reload it. Published only
     /// by [`Notifier::gap`].

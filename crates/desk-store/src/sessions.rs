@@ -5,7 +5,14 @@
 //! user is disabled.
 
 use crate::users::UserRow;
-use crate::{Result, Store, exec_db, exec_tx, hash_token, on_db, random_token};
+use crate::{Change, Result, Store, exec_db, exec_tx, hash_token, on_db, on_tx, random_token};
+
+/// The wall clock, for callers without a `Clock` (the CLI, tests).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// A session as created: the token goes into the cookie and is not stored anywhere.
 #[derive(Clone, Debug)]
@@ -69,9 +76,41 @@ impl Store {
     }
 
     /// Ends the session a cookie token belongs to (logout). Unknown tokens are no error.
+    /// The user's open event streams re-check their access at once.
     pub async fn delete_session(&self, token: &str) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(hash_token(token)))?;
+        let mut tx = self.begin().await?;
+        let user_id: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+            "DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id")
+            .bind(hash_token(token)).fetch_optional(c).await)?;
+        if let Some(user_id) = user_id {
+            tx.announce([Change::Access { user_id }]);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A password reset (管理設定 > ユーザー): the new hash (argon2, by the caller), the end of
+    /// every session of the user but `keep` (the admin's own, when resetting their own
+    /// password), and the revocation of all their API tokens — one transaction, announced
+    /// so that their open event streams end.
+    pub async fn reset_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep_session: Option<i64>,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let n = exec_tx!(&mut tx, c => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash).bind(user_id))?;
+        if n == 0 {
+            return Err(crate::StoreError::NotFound);
+        }
+        exec_tx!(&mut tx, c => sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+            .bind(user_id).bind(keep_session.unwrap_or(-1)))?;
+        crate::users::revoke_tokens_in(&mut tx, user_id, now_ms).await?;
+        tx.announce([Change::Access { user_id }]);
+        tx.commit().await?;
         Ok(())
     }
 
@@ -91,9 +130,20 @@ impl Store {
         )
     }
 
-    /// Disables or enables a user. Disabling also ends their sessions in the same
-    /// transaction; their API tokens stop working because token lookups skip disabled users.
+    /// Disables or enables a user. Disabling also ends their sessions and revokes their API
+    /// tokens in the same transaction (enabling again brings neither back), and is announced
+    /// so that their open event streams end.
     pub async fn set_user_disabled(&self, user_id: i64, disabled: bool) -> Result<()> {
+        self.set_user_disabled_at(user_id, disabled, now_ms()).await
+    }
+
+    /// [`Store::set_user_disabled`] with the time the tokens are revoked at.
+    pub async fn set_user_disabled_at(
+        &self,
+        user_id: i64,
+        disabled: bool,
+        now_ms: i64,
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         let n = exec_tx!(&mut tx, c => sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
             .bind(disabled).bind(user_id))?;
@@ -103,7 +153,9 @@ impl Store {
         if disabled {
             exec_tx!(&mut tx, c => sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                 .bind(user_id))?;
+            crate::users::revoke_tokens_in(&mut tx, user_id, now_ms).await?;
         }
+        tx.announce([Change::Access { user_id }]);
         tx.commit().await?;
         Ok(())
     }

@@ -31,6 +31,15 @@ impl Store {
             .bind(name).bind(n).bind(at_ms).fetch_one(p).await)?)
     }
 
+    /// Sets a named counter to `value` (e.g. a streak that ended).
+    pub async fn set_counter(&self, name: &str, value: i64, at_ms: i64) -> Result<()> {
+        crate::exec_db!(&self.db, p => sqlx::query(
+            "INSERT INTO counters (name, value, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+            .bind(name).bind(value).bind(at_ms))?;
+        Ok(())
+    }
+
     /// The counter's value and when it last changed.
     pub async fn counter(&self, name: &str) -> Result<Option<(i64, i64)>> {
         Ok(on_db!(&self.db, p => sqlx::query_as::<_, (i64, i64)>(

@@ -647,12 +647,8 @@ async fn expired_and_replaced_passcodes_link_nothing() {
                 h[0].new_value.as_deref(),
                 h[0].valid_until
             ),
-            (
-                "passcode_issued",
-                Some(old.as_str()),
-                Some(new.as_str()),
-                Some(now + 60_000)
-            ),
+            // Which code was issued is not recorded: a live code is a secret (issue 9).
+            ("passcode_issued", None, None, Some(now + 60_000)),
             "{b}"
         );
         // The replaced one.
@@ -795,6 +791,152 @@ async fn the_per_event_path_schedules_passcode_checks_too() {
         assert_eq!(
             pending_passcode_jobs(&s).await,
             [message_id(&s, "m1").await]
+        );
+    }
+}
+
+/// Issue 9, item 6: the desk-wide guessing budget. 20 LINE users guessing 5 times each
+/// (each within their own limit) get only 20 wrong passcodes checked in all; the rest —
+/// and a right passcode sent meanwhile — wait unchecked (`throttled`), counted for admins;
+/// an hour later the right one links.
+#[tokio::test]
+async fn the_whole_desk_gets_twenty_wrong_passcodes_an_hour() {
+    use desk_core::passcode::GLOBAL_FAILURE_BUDGET;
+    let (_dir, stores) = stores().await;
+    for s in stores {
+        let b = backend(&s);
+        let id = s
+            .create_customer(&fields("山田 花子", ""), None, 1)
+            .await
+            .unwrap();
+        let now = 10_000_000;
+        let code = s
+            .issue_passcode(id, None, now + 2 * DEFAULT_VALIDITY_MS, now)
+            .await
+            .unwrap();
+        let mut n = 0u32;
+        let mut events = Vec::new();
+        for user in 0..20 {
+            for _ in 0..5 {
+                n += 1;
+                let wrong = desk_core::passcode::generate((code.number() + n) % 1_000_000);
+                events.push(text_event(
+                    &format!("E{n}"),
+                    &format!("U{user}"),
+                    &format!("m{n}"),
+                    wrong.as_str(),
+                    now + i64::from(n),
+                ));
+            }
+        }
+        events.push(text_event(
+            "R",
+            "Uhonest",
+            "right",
+            code.as_str(),
+            now + 1_000,
+        ));
+        s.ingest(&events, now + 1_000).await.unwrap();
+        let mut outcomes = std::collections::BTreeMap::<(&str, bool), usize>::new();
+        for i in 1..=n {
+            let m = message_id(&s, &format!("m{i}")).await;
+            for a in s.check_passcodes(m, now + 2_000).await.unwrap() {
+                *outcomes.entry((a.outcome, a.budget_exhausted)).or_default() += 1;
+            }
+        }
+        assert_eq!(
+            outcomes.get(&("failed", false)),
+            Some(&GLOBAL_FAILURE_BUDGET),
+            "{b}: {outcomes:?}"
+        );
+        assert_eq!(
+            outcomes.get(&("throttled", true)),
+            Some(&(100 - GLOBAL_FAILURE_BUDGET)),
+            "{b}"
+        );
+        let right = message_id(&s, "right").await;
+        let a = s.check_passcodes(right, now + 2_000).await.unwrap();
+        assert_eq!(
+            (a[0].outcome, a[0].budget_exhausted),
+            ("throttled", true),
+            "{b}"
+        );
+        let refused = s
+            .counter(desk_store::customers::PASSCODE_BUDGET_REFUSED)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(refused.0, 81, "{b}");
+        assert_eq!(
+            s.passcode_failures_since(now).await.unwrap(),
+            GLOBAL_FAILURE_BUDGET as i64
+        );
+        // An hour after the failures, the honest customer's passcode links.
+        let later = now + 1_000 + THROTTLE_WINDOW_MS;
+        s.ingest(
+            &[text_event("R2", "Uhonest", "right2", code.as_str(), later)],
+            later,
+        )
+        .await
+        .unwrap();
+        let r2 = message_id(&s, "right2").await;
+        assert_eq!(
+            s.check_passcodes(r2, later).await.unwrap()[0].outcome,
+            "linked",
+            "{b}"
+        );
+    }
+}
+
+/// Issue 9, item 15: passcodes are found by a keyed hash and shown decrypted; the database
+/// holds no live code in plain text (and the history does not name issued codes).
+#[tokio::test]
+async fn passcodes_are_stored_hashed_and_encrypted() {
+    let (_dir, stores) = stores().await;
+    for s in stores {
+        let b = backend(&s);
+        let id = s
+            .create_customer(&fields("山田 花子", ""), None, 1)
+            .await
+            .unwrap();
+        let now = 10_000_000;
+        let code = s
+            .issue_passcode(id, None, now + DEFAULT_VALIDITY_MS, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.active_passcode(id).await.unwrap().unwrap().code,
+            code.as_str()
+        );
+        let stored: Vec<(String, String, String)> = on_db!(&s.db, p => sqlx::query_as(
+            "SELECT code, code_hash, code_enc FROM customer_passcodes").fetch_all(p).await)
+        .unwrap();
+        let digits: String = code.as_str().chars().filter(char::is_ascii_digit).collect();
+        for (plain, hash, enc) in &stored {
+            for column in [plain, hash, enc] {
+                assert!(
+                    !column.contains(code.as_str()) && !column.contains(&digits),
+                    "{b}: {column}"
+                );
+            }
+            assert!(enc.starts_with("enc:v1:"), "{b}");
+        }
+        let history: Vec<Option<String>> = on_db!(&s.db, p => sqlx::query_scalar(
+            "SELECT new_value FROM customer_history WHERE action = 'passcode_issued'").fetch_all(p).await)
+        .unwrap();
+        assert_eq!(history, vec![None]);
+        // A LINE user sending it is found and linked.
+        s.ingest(
+            &[text_event("E", "U1", "m1", code.as_str(), now + 5)],
+            now + 5,
+        )
+        .await
+        .unwrap();
+        let m = message_id(&s, "m1").await;
+        assert_eq!(
+            s.check_passcodes(m, now + 6).await.unwrap()[0].outcome,
+            "linked",
+            "{b}"
         );
     }
 }

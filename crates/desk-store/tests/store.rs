@@ -274,14 +274,93 @@ async fn api_tokens_are_stored_hashed_and_disabled_users_are_refused() {
         );
         let token = s.create_api_token(id, 0).await.unwrap();
         assert_eq!(
-            s.user_by_api_token(&token).await.unwrap().unwrap().login,
+            s.user_by_api_token(&token, 1).await.unwrap().unwrap().login,
             "admin"
         );
-        assert!(s.user_by_api_token("ld_wrong").await.unwrap().is_none());
+        assert!(s.user_by_api_token("ld_wrong", 1).await.unwrap().is_none());
         let stored: String = desk_store::on_db!(&s.db, p => sqlx::query_scalar("SELECT token_hash FROM api_tokens").fetch_one(p).await).unwrap();
         assert_ne!(stored, token);
         exec_db!(&s.db, p => sqlx::query("UPDATE users SET disabled = TRUE WHERE id = $1").bind(id)).unwrap();
-        assert!(s.user_by_api_token(&token).await.unwrap().is_none());
+        assert!(s.user_by_api_token(&token, 1).await.unwrap().is_none());
+    }
+}
+
+/// Issue 9, item 11: tokens expire, can be listed and revoked, and a password reset or
+/// disabling the user revokes them all (enabling again does not bring them back).
+#[tokio::test]
+async fn api_tokens_expire_and_are_revoked_by_revocation_reset_and_disabling() {
+    let (_dir, stores) = stores().await;
+    for s in stores {
+        let b = if s.is_postgres() { "pg" } else { "sqlite" };
+        let sato = s
+            .create_user("sato", "佐藤", Role::Agent, "hash", 0)
+            .await
+            .unwrap();
+        let t0 = 1_000_000;
+        let day = 86_400_000;
+        let forever = s.create_api_token(sato, t0).await.unwrap();
+        let monthly = s
+            .create_api_token_until(sato, t0, Some(t0 + 30 * day))
+            .await
+            .unwrap();
+        let spare = s.create_api_token(sato, t0).await.unwrap();
+        let live = |t: &str, at: i64| {
+            let s = s.clone();
+            let t = t.to_owned();
+            async move { s.user_by_api_token(&t, at).await.unwrap().is_some() }
+        };
+        assert!(live(&monthly, t0 + 30 * day - 1).await, "{b}");
+        assert!(!live(&monthly, t0 + 30 * day).await, "{b}: expired");
+        assert!(live(&forever, t0 + 3650 * day).await);
+
+        let list = s.list_api_tokens(Some(sato)).await.unwrap();
+        assert_eq!(list.len(), 3, "{b}");
+        assert!(list.iter().all(|t| t.login == "sato"));
+        assert_eq!(list[1].expires_at, Some(t0 + 30 * day), "newest first");
+        assert_eq!(list[0].last_used_at, None, "the spare was never used");
+        assert_eq!(list[2].last_used_at, Some(t0 + 3650 * day));
+
+        // Revoking one token ends only that one.
+        let spare_id = list[0].id;
+        let revoked = s.revoke_api_token(spare_id, t0 + 1).await.unwrap();
+        assert_eq!(revoked.revoked_at, Some(t0 + 1));
+        assert!(!live(&spare, t0 + 2).await, "{b}: revoked");
+        assert!(live(&forever, t0 + 2).await);
+        assert!(matches!(
+            s.revoke_api_token(9_999, t0).await,
+            Err(desk_store::StoreError::NotFound)
+        ));
+
+        // A password reset revokes the rest and ends the other sessions.
+        let session = s.create_session(sato, t0, t0 + day).await.unwrap();
+        s.reset_password(sato, "new-hash", None, t0 + 5)
+            .await
+            .unwrap();
+        assert!(!live(&forever, t0 + 6).await, "{b}: revoked by the reset");
+        assert!(
+            s.session_by_token(&session.token, t0 + 6)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            s.user_by_id(sato).await.unwrap().unwrap().password_hash,
+            "new-hash"
+        );
+        assert!(
+            s.list_api_tokens(Some(sato))
+                .await
+                .unwrap()
+                .iter()
+                .all(|t| !t.is_live(t0 + 6))
+        );
+
+        // Disabling revokes a newer token too; enabling again does not revive it.
+        let newer = s.create_api_token(sato, t0 + 10).await.unwrap();
+        s.set_user_disabled_at(sato, true, t0 + 11).await.unwrap();
+        s.set_user_disabled_at(sato, false, t0 + 12).await.unwrap();
+        assert!(!live(&newer, t0 + 13).await, "{b}: revoked by disabling");
+        assert_eq!(s.list_api_tokens(None).await.unwrap().len(), 4);
     }
 }
 
@@ -303,5 +382,123 @@ async fn jobs_are_claimed_once_until_their_lease_ends() {
         assert_eq!(again[0].attempts, 2);
         s.finish_job(again[0].id).await.unwrap();
         assert_eq!(s.count_jobs().await.unwrap(), 0);
+    }
+}
+
+/// Issue 9, items 3–5 at the store: attempts are reserved before the check (a reservation
+/// counts at once), a success clears its own failures, a known address is spared the wide
+/// limits, and only attempts older than the longest window are ever forgotten — a burst
+/// of made-up login IDs never clears a live lock.
+#[tokio::test]
+async fn login_attempts_are_reserved_and_only_forgotten_once_harmless() {
+    use desk_core::login_throttle::{Limit, Limits, Scope, Verdict};
+    let (_dir, stores) = stores().await;
+    for s in stores {
+        let b = backend(&s);
+        let t0 = 1_700_000_000_000;
+        let limits = Limits::default();
+        // Five reservations, none finished yet: the sixth is refused already.
+        let mut pending = Vec::new();
+        for i in 0..5 {
+            pending.push(
+                s.reserve_login("Sato", "10.0.0.1", &limits, t0 + i)
+                    .await
+                    .unwrap()
+                    .expect("allowed"),
+            );
+        }
+        assert_eq!(
+            s.reserve_login("sato", "10.0.0.1", &limits, t0 + 10)
+                .await
+                .unwrap(),
+            Err(Verdict::Locked {
+                scope: Scope::Pair,
+                until_ms: t0 + 5 * 60_000
+            }),
+            "{b}"
+        );
+        // Another address is not locked by them.
+        let ok = s
+            .reserve_login("sato", "10.0.0.2", &limits, t0 + 11)
+            .await
+            .unwrap()
+            .expect("another address");
+        s.finish_login(ok, true, t0 + 12).await.unwrap();
+        for r in pending {
+            s.finish_login(r, false, t0 + 20).await.unwrap();
+        }
+
+        // A burst of made-up login IDs (with wide limits out of the way) is all kept while
+        // it can matter, and the live lock stays.
+        let loose = Limits {
+            client: Limit {
+                max: 1_000_000,
+                window_ms: 15 * 60_000,
+            },
+            global: Limit {
+                max: 1_000_000,
+                window_ms: 60_000,
+            },
+            ..limits
+        };
+        for i in 0..1_001 {
+            let r = s
+                .reserve_login(&format!("made-up-{i}"), "10.0.0.9", &loose, t0 + 1_000 + i)
+                .await
+                .unwrap()
+                .expect("allowed");
+            s.finish_login(r, false, t0 + 1_000 + i).await.unwrap();
+        }
+        assert_eq!(
+            s.count_login_attempts().await.unwrap(),
+            1 + 5 + 1_001,
+            "{b}"
+        );
+        assert!(
+            matches!(
+                s.reserve_login("sato", "10.0.0.1", &loose, t0 + 120_000)
+                    .await
+                    .unwrap(),
+                Err(Verdict::Locked { .. })
+            ),
+            "{b}: the lock survives the burst"
+        );
+        // Once the longest window has passed, they are forgotten and the lock is over.
+        let later = t0 + 1_000 + 1_001 + limits.keep_ms();
+        let r = s
+            .reserve_login("sato", "10.0.0.1", &loose, later)
+            .await
+            .unwrap()
+            .expect("the lock ended");
+        assert_eq!(s.count_login_attempts().await.unwrap(), 1, "{b}");
+        s.finish_login(r, true, later).await.unwrap();
+
+        // 10.0.0.2 is sato's own now: a login-wide lock spares it, not a stranger.
+        for host in 0..4 {
+            for i in 0..5 {
+                let r = s
+                    .reserve_login("sato", &format!("192.0.2.{host}"), &limits, later + 10 + i)
+                    .await
+                    .unwrap()
+                    .expect("allowed");
+                s.finish_login(r, false, later + 10 + i).await.unwrap();
+            }
+        }
+        assert!(matches!(
+            s.reserve_login("sato", "198.51.100.1", &limits, later + 100)
+                .await
+                .unwrap(),
+            Err(Verdict::Locked {
+                scope: Scope::Login,
+                ..
+            })
+        ));
+        assert!(
+            s.reserve_login("sato", "10.0.0.2", &limits, later + 100)
+                .await
+                .unwrap()
+                .is_ok(),
+            "{b}: the known address gets in"
+        );
     }
 }

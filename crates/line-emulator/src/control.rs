@@ -159,6 +159,9 @@ struct UserMessageIn {
     audio_base64: Option<String>,
     /// For video and audio; LINE reports the length in milliseconds.
     duration_ms: Option<u64>,
+    /// The `Content-Type` the content API reports for an image, video, audio or file
+    /// (default: sniffed from the bytes). LINE passes on what the sender's app declared.
+    content_type: Option<String>,
 }
 
 impl UserMessageIn {
@@ -238,11 +241,20 @@ async fn user_message(
         Ok(input) => input,
         Err(e) => return e.into_response(),
     };
+    let content_type = input.content_type.clone();
+    if let Some(t) = &content_type
+        && axum::http::HeaderValue::from_str(t).is_err()
+    {
+        return bad_request("content_type must be a valid header value");
+    }
     let message = match input.into_message() {
         Ok(message) => message,
         Err(e) => return e.into_response(),
     };
-    match emulator.send(&user_id, message).await {
+    match emulator
+        .send_with_content_type(&user_id, message, content_type.as_deref())
+        .await
+    {
         Ok(sent) => Json(sent_json(&sent)).into_response(),
         Err(e) => e.into_response(),
     }

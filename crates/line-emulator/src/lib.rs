@@ -27,7 +27,8 @@
 //!   `GET /_emulator/users/{id}`.
 //! - `POST /_emulator/users/{id}/messages` with exactly one of `text`, `image_base64`,
 //!   `sticker {package_id, sticker_id}`, `location {title, address, latitude, longitude}`,
-//!   `file {name, base64}`, `video_base64`, `audio_base64` (+ `duration_ms`) →
+//!   `file {name, base64}`, `video_base64`, `audio_base64` (+ `duration_ms`), and optionally
+//!   `content_type` (what the content API reports; default sniffed from the bytes) →
 //!   `{"message_id", "reply_token", "webhook_event_id", "webhook_status"}`; 409 when blocked.
 //! - `POST /_emulator/users/{id}/block`, `/unblock`; `GET /_emulator/users/{id}/inbox` →
 //!   `{"messages": [...]}` (each with `via`, `at`, `request_id`, and for a reply the
@@ -559,6 +560,19 @@ impl Emulator {
     /// A user sends any kind of message: a signed `message` webhook with a fresh reply token
     /// goes out.
     pub async fn send(&self, user_id: &str, message: UserMessage) -> Result<Sent, Error> {
+        self.send_with_content_type(user_id, message, None).await
+    }
+
+    /// [`Emulator::send`], with the `Content-Type` LINE's content API will report for the
+    /// message's content (image, video, audio, file). LINE reports what the sending app
+    /// declared, which says nothing about the bytes: a desk must not trust it. Without one,
+    /// the type is sniffed from the bytes as before.
+    pub async fn send_with_content_type(
+        &self,
+        user_id: &str,
+        message: UserMessage,
+        content_type: Option<&str>,
+    ) -> Result<Sent, Error> {
         let message_id = ids::message_id();
         let mut object = serde_json::Map::new();
         object.insert("id".into(), json!(message_id));
@@ -678,7 +692,10 @@ impl Emulator {
             user.sent.push(shown);
             let index = user.sent.len() - 1;
             user.conversation.push((false, index));
-            if let Some(content) = content {
+            if let Some(mut content) = content {
+                if let Some(t) = content_type {
+                    content.content_type = t.to_owned();
+                }
                 state.contents.insert(message_id.clone(), content);
             }
             self.register_reply_token(&mut state, &reply_token, user_id);

@@ -37,6 +37,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The secret key that encrypts the LINE secrets and passcodes at rest.
+    #[command(subcommand)]
+    SecretKey(SecretKeyCommand),
     /// Run the LINE platform emulator alone (LINE's API, a phone page, a control API).
     Emulator(EmulatorArgs),
     /// Apply database migrations and exit.
@@ -80,6 +83,10 @@ struct DeskArgs {
     /// How long after an incoming message its reply token is still used (seconds).
     #[arg(long, env = "LINEDESK_REPLY_WINDOW_SECS", default_value_t = 50)]
     reply_window_secs: u64,
+    /// Reverse proxies (IP addresses, comma-separated) whose X-Forwarded-For names the
+    /// client for the login throttle; default none: the connecting address is the client.
+    #[arg(long = "trusted-proxy", env = "LINEDESK_TRUSTED_PROXIES")]
+    trusted_proxies: Option<String>,
 }
 
 impl DeskArgs {
@@ -88,6 +95,7 @@ impl DeskArgs {
         c.database_url = self.database_url.clone().filter(|s| !s.is_empty());
         if let Some(u) = self.public_url.as_ref().filter(|s| !s.is_empty()) {
             c.public_url = u.trim_end_matches('/').to_owned();
+            c.check_host = true;
         }
         c.line_api_base = self.line_api_base.trim_end_matches('/').to_owned();
         c.line_data_api_base = self.line_data_api_base.trim_end_matches('/').to_owned();
@@ -96,10 +104,16 @@ impl DeskArgs {
             .parse()
             .map_err(|_| anyhow::anyhow!("unknown time zone {:?}", self.time_zone))?;
         c.reply_window_secs = self.reply_window_secs;
+        if let Some(list) = &self.trusted_proxies {
+            c.trusted_proxies = desk_server::client_addr::parse_trusted(list)
+                .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
+        }
         // Read here, never echoed: secrets only reach the settings table.
         c.line_channel_secret = env_nonempty("LINEDESK_LINE_CHANNEL_SECRET");
         c.line_channel_access_token = env_nonempty("LINEDESK_LINE_CHANNEL_ACCESS_TOKEN");
         c.line_mode = env_nonempty("LINEDESK_LINE_MODE");
+        c.secret_key = env_nonempty(desk_store::secrets::KEY_ENV);
+        c.previous_secret_key = env_nonempty(desk_store::secrets::PREVIOUS_KEY_ENV);
         Ok(c)
     }
 
@@ -145,13 +159,40 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Print a new API token for a user.
+    /// Print a new API token for a user (only its hash is stored: keep the printed token).
     Create {
         #[arg(long)]
         login: String,
+        /// The token stops working after this many days (default: until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
         #[command(flatten)]
         desk: DeskArgs,
     },
+    /// List API tokens (all users', or one user's): id, user, created, expires, last used,
+    /// state. Never the tokens themselves.
+    List {
+        #[arg(long)]
+        login: Option<String>,
+        #[command(flatten)]
+        desk: DeskArgs,
+    },
+    /// Revoke a token by its id (from `token list`), or every token of a user.
+    Revoke {
+        #[arg(long, required_unless_present = "login", conflicts_with = "login")]
+        id: Option<i64>,
+        /// Revoke all tokens of this user.
+        #[arg(long)]
+        login: Option<String>,
+        #[command(flatten)]
+        desk: DeskArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretKeyCommand {
+    /// Print a new random key (for LINEDESK_SECRET_KEY; docs/operations.md, Security).
+    Generate,
 }
 
 #[derive(Args)]
@@ -200,18 +241,9 @@ async fn main() -> anyhow::Result<()> {
             println!("user {login} created (id {id}, {})", role.as_str());
             Ok(())
         }
-        Command::Token(TokenCommand::Create { login, desk }) => {
-            let store = desk.store().await?;
-            let user = store
-                .user_by_login(&login)
-                .await?
-                .with_context(|| format!("no user {login:?}"))?;
-            println!(
-                "{}",
-                store
-                    .create_api_token(user.id, SystemClock.now_ms())
-                    .await?
-            );
+        Command::Token(command) => token_command(command).await,
+        Command::SecretKey(SecretKeyCommand::Generate) => {
+            println!("{}", desk_store::secrets::generate_key());
             Ok(())
         }
         Command::Emulator(args) => run_emulator(args).await,
@@ -223,6 +255,94 @@ async fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => loadgen::run(args).await,
         Command::MigrateData(args) => migrate_data::run(args).await,
     }
+}
+
+async fn token_command(command: TokenCommand) -> anyhow::Result<()> {
+    let now = SystemClock.now_ms();
+    match command {
+        TokenCommand::Create {
+            login,
+            expires_in_days,
+            desk,
+        } => {
+            let store = desk.store().await?;
+            let user = find_user(&store, &login).await?;
+            let expires_at =
+                expires_in_days.map(|days| now + i64::from(days) * 24 * 60 * 60 * 1000);
+            if expires_in_days == Some(0) {
+                bail!("--expires-in-days must be at least 1");
+            }
+            // Printed alone on its line (scripts read it): the contract of `token create`.
+            println!(
+                "{}",
+                store
+                    .create_api_token_until(user.id, now, expires_at)
+                    .await?
+            );
+            Ok(())
+        }
+        TokenCommand::List { login, desk } => {
+            let tz = desk.config()?.time_zone;
+            let store = desk.store().await?;
+            let user_id = match &login {
+                Some(l) => Some(find_user(&store, l).await?.id),
+                None => None,
+            };
+            let tokens = store.list_api_tokens(user_id).await?;
+            let when = |ms: Option<i64>| {
+                ms.map(|t| desk_server::time::short(t, tz))
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "{:>5}  {:<16}  {:<16}  {:<16}  {:<16}  state",
+                "id", "login", "created", "expires", "last used"
+            );
+            for t in &tokens {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.is_live(now) {
+                    "active"
+                } else {
+                    "expired"
+                };
+                println!(
+                    "{:>5}  {:<16}  {:<16}  {:<16}  {:<16}  {state}",
+                    t.id,
+                    t.login,
+                    when(Some(t.created_at)),
+                    when(t.expires_at),
+                    when(t.last_used_at)
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { id, login, desk } => {
+            let store = desk.store().await?;
+            match (id, login) {
+                (Some(id), _) => {
+                    let t = store.revoke_api_token(id, now).await.map_err(|e| match e {
+                        desk_store::StoreError::NotFound => anyhow::anyhow!("no API token {id}"),
+                        e => e.into(),
+                    })?;
+                    println!("token {id} of {} revoked", t.login);
+                }
+                (None, Some(login)) => {
+                    let user = find_user(&store, &login).await?;
+                    let n = store.revoke_user_api_tokens(user.id, now).await?;
+                    println!("{n} token(s) of {login} revoked");
+                }
+                (None, None) => bail!("give --id or --login"),
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn find_user(store: &Store, login: &str) -> anyhow::Result<desk_store::users::UserRow> {
+    store
+        .user_by_login(login)
+        .await?
+        .with_context(|| format!("no user {login:?}"))
 }
 
 async fn add_user(

@@ -50,6 +50,8 @@ pub const TABLES: &[&str] = &[
     "customer_history",
     "customer_passcodes",
     "passcode_attempts",
+    "login_attempts",
+    "login_known_clients",
 ];
 
 /// Rows per INSERT (and binds stay far below PostgreSQL's 65,535).
@@ -65,6 +67,13 @@ pub async fn run(args: MigrateDataArgs) -> anyhow::Result<()> {
         println!("  {table:<width$}  {n}");
     }
     println!("done; start the instances with --database-url pointing at the new database");
+    println!(
+        "the LINE secrets and passcodes stay encrypted with the SQLite desk's key: give every \
+         instance that key ({} with the contents of {}/{}, or that file in each data dir)",
+        desk_store::secrets::KEY_ENV,
+        args.from.trim_start_matches("sqlite:"),
+        desk_store::secrets::KEY_FILE
+    );
     Ok(())
 }
 
@@ -96,11 +105,13 @@ pub async fn migrate(
     let media_dir = media_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| db_file.parent().unwrap_or(Path::new(".")).join("media"));
-    // Opening runs the migrations: both sides then have this version's schema.
-    let src = Store::open(Some(&source), Path::new("."))
+    // Opening runs the migrations: both sides then have this version's schema. Raw: rows
+    // are copied as they are, encrypted values too (under the SQLite desk's key, which the
+    // PostgreSQL instances then need: see `run`).
+    let src = Store::open_raw(Some(&source), Path::new("."))
         .await
         .context("opening the SQLite desk")?;
-    let dst = Store::open(Some(to), Path::new("."))
+    let dst = Store::open_raw(Some(to), Path::new("."))
         .await
         .context("opening PostgreSQL")?;
     let (Db::Sqlite(src), Db::Postgres(dst)) = (&src.db, &dst.db) else {

@@ -60,6 +60,11 @@ async fn start_desk(
             &emu.channel_access_token,
         )
         .env("LINEDESK_LINE_MODE", "push")
+        // Every instance on one database needs the same secret key (docs/operations.md).
+        .env(
+            desk_store::secrets::KEY_ENV,
+            desk_store::testing::test_keys().key.unwrap(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -95,9 +100,13 @@ async fn an_instance_killed_mid_way_loses_nothing_and_sends_nothing_twice() {
     };
     let (emulator, emulator_url) = Emulator::start(emu.clone()).await.unwrap();
     let db_url = desk_store::testing::fresh_pg_database().await.unwrap();
-    let store = Store::open(Some(&db_url), std::path::Path::new("."))
-        .await
-        .unwrap();
+    let store = Store::open_with_keys(
+        Some(&db_url),
+        std::path::Path::new("."),
+        &desk_store::testing::test_keys(),
+    )
+    .await
+    .unwrap();
     let agent = store
         .create_user("sato", "佐藤", Role::Agent, "unused", 0)
         .await

@@ -12,6 +12,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::routing::post;
 use axum::{Json, Router};
 use desk_core::planner::{MAX_OBJECTS_PER_CALL, TextInputError, check_agent_text};
+use desk_core::status::{ConversationState, ConversationStatus};
 use desk_store::messages::MessageRow;
 use desk_store::outbox::{CancelOutcome, NewOutgoing, NotHandler};
 use serde::Deserialize;
@@ -76,6 +77,10 @@ async fn send(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let parts = if is_multipart {
+        // The right to send first (issue 9, item 8): nothing is read, decoded or stored for
+        // a chat that does not exist or that the caller does not hold. queue_group checks
+        // again atomically; a chat released in between leaves its files removed.
+        may_send(&st, id, user.id).await?;
         let mut form = Multipart::from_request(req, &st)
             .await
             .map_err(|_| bad("send.error.bad_form", vec![]))?;
@@ -116,13 +121,19 @@ async fn send(
     }
     let now = st.now_ms();
     let mut ready = Vec::with_capacity(parts.len());
+    // Files saved for this press: removed again if it cannot be queued (they belong to no
+    // message then, and are public).
+    let mut saved = Vec::new();
     for part in parts {
         ready.push(match part {
             Part::Text(text) => Ready::Text(text),
-            Part::Image(bytes) => {
-                let (payload, media_id) = store_image(&st, bytes, now).await?;
-                Ready::Image { payload, media_id }
-            }
+            Part::Image(bytes) => match store_image(&st, bytes, now, &mut saved).await {
+                Ok((payload, media_id)) => Ready::Image { payload, media_id },
+                Err(e) => {
+                    remove_files(&st, &saved).await;
+                    return Err(e);
+                }
+            },
         });
     }
     let keys: Vec<String> = ready
@@ -150,7 +161,11 @@ async fn send(
             (m, key.as_str())
         })
         .collect();
-    let ids = match st.store.queue_group(id, user.id, &new, now).await {
+    let queued = st.store.queue_group(id, user.id, &new, now).await;
+    if !matches!(queued, Ok(Ok(_))) {
+        remove_files(&st, &saved).await;
+    }
+    let ids = match queued {
         Ok(Ok(ids)) => ids,
         Ok(Err(e)) => return Err(not_handler(&st, e).await),
         Err(desk_store::StoreError::NotFound) => return Err(not_found()),
@@ -189,11 +204,15 @@ pub async fn message_view(st: &AppState, row: MessageRow) -> ApiResult<MessageVi
 
 /// Sniffs, re-encodes and stores an agent's image (public, for LINE to fetch); the payload
 /// the sender needs and the original's media id.
-async fn store_image(st: &AppState, bytes: bytes::Bytes, now: i64) -> ApiResult<(String, i64)> {
-    let prepared = tokio::task::spawn_blocking(move || images::prepare(&bytes))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(image_error)?;
+/// Every file saved is pushed onto `saved` (for [`remove_files`]).
+async fn store_image(
+    st: &AppState,
+    bytes: bytes::Bytes,
+    now: i64,
+    saved: &mut Vec<(i64, String)>,
+) -> ApiResult<(String, i64)> {
+    // Bounded: one decode at a time, with a memory limit (issue 9, item 8).
+    let prepared = st.images.prepare(bytes).await.map_err(image_error)?;
     let (original_id, original_key) = st
         .media
         .save(
@@ -205,7 +224,8 @@ async fn store_image(st: &AppState, bytes: bytes::Bytes, now: i64) -> ApiResult<
         )
         .await
         .map_err(ApiError::internal)?;
-    let (_, preview_key) = st
+    saved.push((original_id, original_key.clone()));
+    let (preview_id, preview_key) = st
         .media
         .save(
             &st.store,
@@ -216,8 +236,18 @@ async fn store_image(st: &AppState, bytes: bytes::Bytes, now: i64) -> ApiResult<
         )
         .await
         .map_err(ApiError::internal)?;
+    saved.push((preview_id, preview_key.clone()));
     let payload = json!({"original_key": original_key, "preview_key": preview_key}).to_string();
     Ok((payload, original_id))
+}
+
+/// Removes the files of a press that was not queued.
+async fn remove_files(st: &AppState, saved: &[(i64, String)]) {
+    for (media_id, key) in saved {
+        if let Err(e) = st.media.delete(&st.store, *media_id, key).await {
+            tracing::warn!(%e, "could not remove an unsent upload");
+        }
+    }
 }
 
 fn too_many() -> ApiError {
@@ -321,6 +351,34 @@ async fn cancel(
     Ok(Json(message_view(&st, row).await?))
 }
 
+/// 404 for a chat that does not exist, 409 unless `agent_id` is its handling agent (C4).
+async fn may_send(st: &AppState, conversation_id: i64, agent_id: i64) -> ApiResult<()> {
+    let conv = st
+        .store
+        .conversation(conversation_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let state = ConversationState {
+        status: conv
+            .status
+            .parse::<ConversationStatus>()
+            .map_err(ApiError::internal)?,
+        agent_id: conv.agent_id,
+        started_at: conv.started_at,
+    };
+    match desk_core::status::can_send(&state, agent_id) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(not_handler(
+            st,
+            NotHandler {
+                status: conv.status,
+                agent_id: conv.agent_id,
+            },
+        )
+        .await),
+    }
+}
+
 /// 409: only the handling agent of an in-progress chat may send (C4). The message names
 /// who holds it; the UI shows it.
 pub async fn not_handler(st: &AppState, e: NotHandler) -> ApiError {
@@ -353,6 +411,18 @@ fn image_error(e: ImageError) -> ApiError {
             tracing::info!(%why, "an unreadable image was refused");
             bad("send.error.unreadable", vec![])
         }
+        ImageError::TooManyPixels => ApiError::localized(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_pixels",
+            "sec.upload.too_many_pixels",
+            vec![],
+        ),
+        ImageError::Busy => ApiError::localized(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "sec.upload.busy",
+            vec![],
+        ),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::error::ApiResult;
 use crate::line_settings::{
     KEY_MODE, KEY_PASSCODE_REPLY, KEY_PASSCODE_REPLY_PUSH, KEY_SECRET, KEY_TOKEN,
 };
-use crate::metrics::SIGNATURE_FAILURES;
+use crate::metrics::signature_report;
 use crate::time::rfc3339;
 use crate::{ApiError, AppState};
 
@@ -45,16 +45,24 @@ pub struct LineSettingsView {
 
 #[derive(Serialize)]
 pub struct SignatureFailures {
+    /// Every refused request.
     pub count: i64,
     pub last_at: Option<String>,
-    /// Shown to admins when deliveries were refused.
+    /// Of which signed with a signature that did not match (LINE with another secret, or a
+    /// forger), and when the last one was.
+    pub signed: i64,
+    pub last_signed_at: Option<String>,
+    /// Of which without any signature (never LINE: LINE signs every delivery).
+    pub unsigned: i64,
+    /// Set when signed deliveries fail consistently (at least 3 in a row and none verified
+    /// since): the Channel Secret is then probably wrong.
     pub hint: Option<&'static str>,
 }
 
 pub async fn view(st: &AppState) -> ApiResult<LineSettingsView> {
     let line = st.line.current();
     let tz = st.config.time_zone;
-    let failures = st.store.counter(SIGNATURE_FAILURES).await?;
+    let report = signature_report(st).await?;
     Ok(LineSettingsView {
         mode: line.mode.as_str(),
         channel_secret_set: line.channel_secret.is_some(),
@@ -62,12 +70,15 @@ pub async fn view(st: &AppState) -> ApiResult<LineSettingsView> {
         updated_at: line.updated_at.map(|t| rfc3339(t, tz)),
         webhook_url: format!("{}/line", st.config.public_url),
         signature_failures: SignatureFailures {
-            count: failures.map_or(0, |(n, _)| n),
-            last_at: failures.map(|(_, at)| rfc3339(at, tz)),
-            hint: failures.map(|_| {
-                "LINE's webhook deliveries were refused for a wrong signature: the Channel Secret \
-                 probably does not match the channel's (copy it again from the LINE Developers console)"
-            }),
+            count: report.total,
+            last_at: report.last_at.map(|at| rfc3339(at, tz)),
+            signed: report.signed,
+            last_signed_at: report.last_signed_at.map(|at| rfc3339(at, tz)),
+            unsigned: report.unsigned,
+            hint: report.secret_probably_wrong.then_some(
+                "LINE's webhook deliveries are refused for a wrong signature: the Channel Secret \
+                 probably does not match the channel's (copy it again from the LINE Developers console)",
+            ),
         },
         passcode_reply: line.passcode_reply.clone(),
         passcode_reply_push: line.passcode_reply_push,
@@ -142,7 +153,7 @@ pub async fn apply(st: &AppState, body: SaveBody) -> ApiResult<()> {
         (KEY_TOKEN, &body.channel_access_token),
     ] {
         if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            st.store.set_setting(key, v, now).await?;
+            st.store.set_secret_setting(key, v, now).await?;
         }
     }
     st.line

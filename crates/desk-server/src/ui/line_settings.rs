@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{PageCtx, render};
 use crate::api::settings::{SaveBody, apply, check};
 use crate::auth::PageAdmin;
-use crate::metrics::SIGNATURE_FAILURES;
+use crate::metrics::{passcode_report, signature_report};
 use crate::time::short;
 use crate::{ApiError, AppState};
 
@@ -33,8 +33,20 @@ struct LinePage {
     token_set: bool,
     updated_at: Option<String>,
     webhook_url: String,
+    /// Signed deliveries refused, and the last one's time.
     failures: i64,
     last_failure: Option<String>,
+    /// Unsigned requests refused (never LINE), and the last one's time.
+    unsigned: i64,
+    last_unsigned: Option<String>,
+    /// Signed deliveries fail consistently: show the Channel Secret hint.
+    secret_hint: bool,
+    /// The passcode guessing budget (issue 9, item 6).
+    passcode_failures: i64,
+    passcode_budget: i64,
+    passcode_exhausted: bool,
+    passcode_refused: i64,
+    passcode_last_refused: Option<String>,
     saved: bool,
     error: Option<String>,
     /// The connection test's result: Ok(bot name) or Err(reason, translated).
@@ -65,7 +77,8 @@ struct SaveForm {
 async fn page(st: &AppState, admin: &PageAdmin) -> Result<LinePage, ApiError> {
     let line = st.line.current();
     let tz = st.config.time_zone;
-    let failures = st.store.counter(SIGNATURE_FAILURES).await?;
+    let report = signature_report(st).await?;
+    let passcodes = passcode_report(st).await?;
     Ok(LinePage {
         ctx: admin.ctx_t("line_settings.title"),
         push: line.mode == desk_core::Mode::Push,
@@ -73,8 +86,16 @@ async fn page(st: &AppState, admin: &PageAdmin) -> Result<LinePage, ApiError> {
         token_set: line.client.is_some(),
         updated_at: line.updated_at.map(|t| short(t, tz)),
         webhook_url: format!("{}/line", st.config.public_url),
-        failures: failures.map_or(0, |(n, _)| n),
-        last_failure: failures.map(|(_, at)| short(at, tz)),
+        failures: report.signed,
+        last_failure: report.last_signed_at.map(|at| short(at, tz)),
+        unsigned: report.unsigned,
+        last_unsigned: report.last_unsigned_at.map(|at| short(at, tz)),
+        secret_hint: report.secret_probably_wrong,
+        passcode_failures: passcodes.failures_last_hour,
+        passcode_budget: passcodes.budget,
+        passcode_exhausted: passcodes.exhausted,
+        passcode_refused: passcodes.refused,
+        passcode_last_refused: passcodes.last_refused_at.map(|at| short(at, tz)),
         saved: false,
         error: None,
         test: None,

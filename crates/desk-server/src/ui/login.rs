@@ -1,16 +1,19 @@
 //! `GET/POST /login`, `POST /logout` and `POST /me/locale` (the language switch).
 //!
 //! A wrong login ID, a wrong password and a disabled user all get the same message and a
-//! 401, and take the same time (a missing user is checked against a dummy hash), so the
-//! page does not tell which login IDs exist. Repeated failures are throttled per login ID
-//! (`session::LoginThrottle`: 5 in 5 minutes → 429 and "wait").
-
-use std::sync::LazyLock;
+//! 401, and take the same time and memory (a missing user is checked against a dummy hash
+//! through the same bounded line, `passwords.rs`), so the page does not tell which login
+//! IDs exist. In order (issue 9, items 2–5):
+//!
+//! 1. a place in the password line, or 503 "busy" at once (bounded memory);
+//! 2. the throttle (desk_core::login_throttle, kept in the database): the attempt is
+//!    reserved before the password is checked, or refused with 429 and "wait";
+//! 3. the password check, whose outcome is recorded.
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Extension, Form, Query, State};
-use axum::http::header::{ACCEPT_LANGUAGE, SET_COOKIE};
+use axum::extract::{ConnectInfo, Extension, Form, Query, State};
+use axum::http::header::{ACCEPT_LANGUAGE, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -18,9 +21,11 @@ use serde::Deserialize;
 
 use super::{PageCtx, render_status};
 use crate::auth::{PageUser, percent_encode, safe_next};
+use crate::client_addr::client_key;
 use crate::i18n::{I18n, Locale};
-use crate::session::{self, LoginThrottle};
+use crate::session;
 use crate::{ApiError, AppState};
+use desk_core::login_throttle::{Scope, Verdict};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -110,15 +115,10 @@ async fn login_page(
     render_status(StatusCode::OK, &p)
 }
 
-/// A hash to verify against when the login ID is unknown, so that answer takes as long as
-/// a wrong password.
-static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| password_auth::generate_hash("linedesk: no such user"));
-
 async fn login(
     State(st): State<AppState>,
-    Extension(throttle): Extension<LoginThrottle>,
     headers: HeaderMap,
+    connect: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let locale = page_locale(form.lang.as_deref(), &headers);
@@ -130,14 +130,52 @@ async fn login(
         render_status(status, &p)
     };
 
-    if let Some(wait) = throttle.locked_for(&login) {
-        let minutes = wait.as_secs().div_ceil(60).max(1).to_string();
-        return fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            I18n::tf(locale, "login.throttled", &[("minutes", &minutes)]),
+    // 1. Bounded work: a place in line for the password check, or "busy" before any work.
+    let Some(ticket) = st.passwords.enter() else {
+        tracing::warn!("login refused: password checks are saturated");
+        let mut resp = fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            I18n::t(locale, "sec.login.busy").to_owned(),
         );
-    }
+        resp.headers_mut()
+            .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
+        return resp;
+    };
 
+    // 2. The throttle, reserving this attempt before the (slow) check.
+    let peer = connect.map(|Extension(ConnectInfo(addr))| addr);
+    let client = client_key(&headers, peer, &st.config.trusted_proxies);
+    let limits = st.config.login_limits;
+    let reservation = match st
+        .store
+        .reserve_login(&login, &client, &limits, st.now_ms())
+        .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(Verdict::Locked { scope, until_ms })) => {
+            let wait_ms = (until_ms - st.now_ms()).max(1);
+            let minutes = (wait_ms as u64).div_ceil(60_000).max(1).to_string();
+            let key = if scope == Scope::Pair {
+                "login.throttled"
+            } else {
+                "sec.login.throttled_wide"
+            };
+            tracing::info!(login = %login, client = %client, ?scope, "login refused: throttled");
+            let mut resp = fail(
+                StatusCode::TOO_MANY_REQUESTS,
+                I18n::tf(locale, key, &[("minutes", &minutes)]),
+            );
+            let secs = (wait_ms + 999) / 1000;
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(RETRY_AFTER, v);
+            }
+            return resp;
+        }
+        Ok(Err(Verdict::Allow)) => unreachable!("an allowed attempt is reserved"),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+
+    // 3. The check (unknown and disabled users against a dummy hash: same time and memory).
     let user = match st.store.user_by_login(&login).await {
         Ok(u) => u,
         Err(e) => return ApiError::from(e).into_response(),
@@ -146,31 +184,27 @@ async fn login(
         Some(u) if !u.disabled => Some(u.password_hash.clone()),
         _ => None,
     };
-    let password = form.password;
-    let verified = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => password_auth::verify_password(&password, &h).is_ok(),
-        None => {
-            let _ = password_auth::verify_password(&password, &DUMMY_HASH);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
-
-    let Some(user) = user.filter(|_| verified) else {
-        throttle.record_failure(&login);
-        tracing::info!(login = %login, "login failed");
+    let verified = ticket.verify(form.password, hash).await;
+    let user = user.filter(|_| verified);
+    if let Err(e) = st
+        .store
+        .finish_login_with(reservation, user.is_some(), &limits, st.now_ms())
+        .await
+    {
+        return ApiError::from(e).into_response();
+    }
+    let Some(user) = user else {
+        tracing::info!(login = %login, client = %client, "login failed");
         return fail(
             StatusCode::UNAUTHORIZED,
             I18n::t(locale, "login.failed").to_owned(),
         );
     };
-    throttle.record_success(&login);
     let (_session, token) = match session::start(&st, user).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    tracing::info!(login = %login, "logged in");
+    tracing::info!(login = %login, client = %client, "logged in");
     let target = if next.is_empty() {
         "/chats".to_owned()
     } else {

@@ -28,7 +28,6 @@ pub mod users;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::Extension;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -36,7 +35,7 @@ use axum::routing::get;
 use crate::AppState;
 use crate::auth::PageUser;
 use crate::i18n::{I18n, Locale};
-use crate::session::{LoginThrottle, Session};
+use crate::session::Session;
 
 /// The UI's routes: `/`, `/login`, `/logout`, `/me/locale`, `/admin/users…`, `/assets/…`.
 pub fn router() -> Router<AppState> {
@@ -48,7 +47,6 @@ pub fn router() -> Router<AppState> {
         .merge(chats::router())
         .merge(customers::router())
         .merge(crate::assets::router())
-        .layer(Extension(LoginThrottle::default()))
 }
 
 /// `/`: the chat list for logged-in users, the login page otherwise.

@@ -12,11 +12,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use desk_store::StoreError;
-use desk_store::users::{Role, UserRow};
+use desk_store::users::{ApiTokenRow, Role, UserRow};
 use serde::Deserialize;
 
 use super::{PageCtx, error_page, render, render_status};
 use crate::auth::PageAdmin;
+use crate::time::short;
 use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -26,6 +27,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/disable", post(disable))
         .route("/admin/users/{id}/enable", post(enable))
         .route("/admin/users/{id}/password", post(reset_password))
+        .route(
+            "/admin/users/{id}/tokens/{token_id}/revoke",
+            post(revoke_token),
+        )
 }
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -96,6 +101,39 @@ struct EditPage {
     heading: String,
     ok: Option<&'static str>,
     error: Option<&'static str>,
+    tokens: Vec<TokenView>,
+}
+
+/// An API token as the user's page lists it (never the token itself).
+struct TokenView {
+    id: i64,
+    created: String,
+    expires: String,
+    last_used: String,
+    /// Locale key of its state.
+    state: &'static str,
+    live: bool,
+}
+
+impl TokenView {
+    fn new(t: &ApiTokenRow, now_ms: i64, tz: chrono_tz::Tz) -> TokenView {
+        let when = |ms: Option<i64>| ms.map(|t| short(t, tz)).unwrap_or_else(|| "—".into());
+        let state = if t.revoked_at.is_some() {
+            "sec.tokens.state.revoked"
+        } else if !t.is_live(now_ms) {
+            "sec.tokens.state.expired"
+        } else {
+            "sec.tokens.state.live"
+        };
+        TokenView {
+            id: t.id,
+            created: short(t.created_at, tz),
+            expires: when(t.expires_at),
+            last_used: when(t.last_used_at),
+            state,
+            live: t.is_live(now_ms),
+        }
+    }
 }
 
 fn valid_login(login: &str) -> bool {
@@ -114,10 +152,8 @@ fn clean_name(name: &str) -> Option<String> {
     .then(|| name.to_owned())
 }
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
-        .await
-        .map_err(ApiError::internal)
+async fn hash_password(st: &AppState, password: String) -> Result<String, ApiError> {
+    Ok(st.passwords.hash_for_admin(password).await)
 }
 
 async fn list_page(
@@ -183,7 +219,7 @@ async fn add(
         clean_name(&form.name).unwrap_or_default(),
         role.unwrap_or(Role::Agent),
     );
-    let hash = hash_password(form.password.clone()).await?;
+    let hash = hash_password(&st, form.password.clone()).await?;
     match st
         .store
         .create_user(login, &name, role, &hash, st.now_ms())
@@ -214,21 +250,31 @@ async fn target(st: &AppState, admin: &PageAdmin, id: i64) -> Result<UserRow, Re
     }
 }
 
-fn edit_page(
+async fn edit_page(
+    st: &AppState,
     admin: &PageAdmin,
     user: &UserRow,
     ok: Option<&'static str>,
     error: Option<&'static str>,
-) -> EditPage {
+) -> Result<EditPage, ApiError> {
     let ctx = admin.ctx_t("users.edit.title");
     let heading = ctx.tf("users.edit.heading", [("login", user.login.as_str())]);
-    EditPage {
+    let now = st.now_ms();
+    let tokens = st
+        .store
+        .list_api_tokens(Some(user.id))
+        .await?
+        .iter()
+        .map(|t| TokenView::new(t, now, st.config.time_zone))
+        .collect();
+    Ok(EditPage {
         ctx,
         user: UserView::new(user, admin.user().id),
         heading,
         ok,
         error,
-    }
+        tokens,
+    })
 }
 
 fn msg_key(msg: Option<&str>) -> Option<&'static str> {
@@ -237,6 +283,7 @@ fn msg_key(msg: Option<&str>) -> Option<&'static str> {
         "disabled" => Some("users.msg.disabled"),
         "enabled" => Some("users.msg.enabled"),
         "password_reset" => Some("users.msg.password_reset"),
+        "token_revoked" => Some("sec.tokens.revoked"),
         _ => None,
     }
 }
@@ -247,9 +294,13 @@ async fn edit(
     Path(id): Path<i64>,
     Query(q): Query<MsgQuery>,
 ) -> Response {
-    match target(&st, &admin, id).await {
-        Ok(user) => render(&edit_page(&admin, &user, msg_key(q.msg.as_deref()), None)),
-        Err(resp) => resp,
+    let user = match target(&st, &admin, id).await {
+        Ok(user) => user,
+        Err(resp) => return resp,
+    };
+    match edit_page(&st, &admin, &user, msg_key(q.msg.as_deref()), None).await {
+        Ok(page) => render(&page),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -257,11 +308,16 @@ fn back(id: i64, msg: &str) -> Response {
     Redirect::to(&format!("/admin/users/{id}?msg={msg}")).into_response()
 }
 
-fn form_error(admin: &PageAdmin, user: &UserRow, key: &'static str) -> Response {
-    render_status(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &edit_page(admin, user, None, Some(key)),
-    )
+async fn form_error(
+    st: &AppState,
+    admin: &PageAdmin,
+    user: &UserRow,
+    key: &'static str,
+) -> Response {
+    match edit_page(st, admin, user, None, Some(key)).await {
+        Ok(page) => render_status(StatusCode::UNPROCESSABLE_ENTITY, &page),
+        Err(e) => e.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -284,17 +340,17 @@ async fn save(
         Err(resp) => return resp,
     };
     let Some(name) = clean_name(&form.name) else {
-        return form_error(&admin, &user, "users.error.name_required");
+        return form_error(&st, &admin, &user, "users.error.name_required").await;
     };
     let role = match form.role.as_deref() {
         None => user.role(),
         Some(r) => match Role::parse(r) {
             Some(r) => r,
-            None => return form_error(&admin, &user, "users.error.role"),
+            None => return form_error(&st, &admin, &user, "users.error.role").await,
         },
     };
     if role != user.role() && user.id == admin.user().id {
-        return form_error(&admin, &user, "users.error.self");
+        return form_error(&st, &admin, &user, "users.error.self").await;
     }
     let result = async {
         st.store.set_user_name(id, &name).await?;
@@ -319,9 +375,13 @@ async fn set_disabled(st: AppState, admin: PageAdmin, id: i64, disabled: bool) -
         Err(resp) => return resp,
     };
     if user.id == admin.user().id {
-        return form_error(&admin, &user, "users.error.self");
+        return form_error(&st, &admin, &user, "users.error.self").await;
     }
-    if let Err(e) = st.store.set_user_disabled(id, disabled).await {
+    if let Err(e) = st
+        .store
+        .set_user_disabled_at(id, disabled, st.now_ms())
+        .await
+    {
         return ApiError::from(e).into_response();
     }
     tracing::info!(admin = %admin.user().login, login = %user.login, disabled, "user state changed");
@@ -342,7 +402,7 @@ struct PasswordForm {
     new_password: String,
 }
 
-/// Sets a new password and ends the user's other sessions.
+/// Sets a new password, ends the user's other sessions and revokes their API tokens.
 async fn reset_password(
     State(st): State<AppState>,
     admin: PageAdmin,
@@ -354,13 +414,12 @@ async fn reset_password(
         Err(resp) => return resp,
     };
     if form.new_password.chars().count() < MIN_PASSWORD_CHARS {
-        return form_error(&admin, &user, "users.error.password_short");
+        return form_error(&st, &admin, &user, "users.error.password_short").await;
     }
     let result = async {
-        let hash = hash_password(form.new_password).await?;
-        st.store.set_user_password(id, &hash).await?;
+        let hash = hash_password(&st, form.new_password).await?;
         st.store
-            .delete_user_sessions(id, Some(admin.session.id))
+            .reset_password(id, &hash, Some(admin.session.id), st.now_ms())
             .await?;
         Ok::<_, ApiError>(())
     }
@@ -372,6 +431,34 @@ async fn reset_password(
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Revokes one of the user's API tokens (it stops working at once, on every instance).
+async fn revoke_token(
+    State(st): State<AppState>,
+    admin: PageAdmin,
+    Path((id, token_id)): Path<(i64, i64)>,
+) -> Response {
+    let user = match target(&st, &admin, id).await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let owned = match st.store.list_api_tokens(Some(user.id)).await {
+        Ok(tokens) => tokens.iter().any(|t| t.id == token_id),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if !owned {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            admin.ctx_t("common.error.title"),
+            "sec.tokens.not_found",
+        );
+    }
+    if let Err(e) = st.store.revoke_api_token(token_id, st.now_ms()).await {
+        return ApiError::from(e).into_response();
+    }
+    tracing::info!(admin = %admin.user().login, login = %user.login, token = token_id, "API token revoked");
+    back(id, "token_revoked")
 }
 
 #[cfg(test)]
