@@ -104,8 +104,15 @@ async fn send_conversation(st: &AppState, conversation_id: i64) -> anyhow::Resul
     else {
         return Ok(false);
     };
+    let mode = st.line.current().mode;
     let result = deliver(st, &mut lease).await;
     st.store.release_conversation(&lease).await?;
+    if st.line.current().mode != mode {
+        // The mode changed while this chat was worked: what this worker parked for the next
+        // token (Reply) may have been parked after the settings' own wake-up, and must go now.
+        st.store.wake_outbox(st.now_ms()).await?;
+        st.outbox_wakeup.notify_one();
+    }
     result.map(|_| true)
 }
 
