@@ -173,6 +173,60 @@ fn encode_within(
     }
 }
 
+/// A valid PNG of `w`×`h` one-bit pixels, all black, written by hand (stored deflate
+/// blocks), so a picture of a hundred million pixels costs a few MB: what the upload limits
+/// are tested and measured with (tests of this crate and of the binary's memory bounds).
+pub fn huge_bilevel_png(w: u32, h: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend(kind);
+        out.extend(data);
+        let crc = crc32(&out[start..]);
+        out.extend(crc.to_be_bytes());
+    }
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for b in bytes {
+            c ^= u32::from(*b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    let row = 1 + (w as usize).div_ceil(8);
+    let raw = vec![0u8; row * h as usize];
+    let mut z = vec![0x78, 0x01];
+    let mut blocks = raw.chunks(65_535).peekable();
+    while let Some(block) = blocks.next() {
+        z.push(u8::from(blocks.peek().is_none()));
+        let len = block.len() as u16;
+        z.extend(len.to_le_bytes());
+        z.extend((!len).to_le_bytes());
+        z.extend(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for x in &raw {
+        a = (a + u32::from(*x)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    z.extend(((b << 16) | a).to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([1, 0, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &z);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,59 +266,6 @@ mod tests {
             prepare(&vec![0u8; MAX_UPLOAD_BYTES + 1]).err(),
             Some(ImageError::TooLarge)
         );
-    }
-
-    /// A valid PNG of `w`×`h` one-bit pixels, all black, written by hand (stored deflate
-    /// blocks), so a picture of a hundred million pixels costs a few MB here.
-    pub fn huge_bilevel_png(w: u32, h: u32) -> Vec<u8> {
-        fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-            out.extend((data.len() as u32).to_be_bytes());
-            let start = out.len();
-            out.extend(kind);
-            out.extend(data);
-            let crc = crc32(&out[start..]);
-            out.extend(crc.to_be_bytes());
-        }
-        fn crc32(bytes: &[u8]) -> u32 {
-            let mut c = 0xFFFF_FFFFu32;
-            for b in bytes {
-                c ^= u32::from(*b);
-                for _ in 0..8 {
-                    c = if c & 1 != 0 {
-                        0xEDB8_8320 ^ (c >> 1)
-                    } else {
-                        c >> 1
-                    };
-                }
-            }
-            !c
-        }
-        let row = 1 + (w as usize).div_ceil(8);
-        let raw = vec![0u8; row * h as usize];
-        let mut z = vec![0x78, 0x01];
-        let mut blocks = raw.chunks(65_535).peekable();
-        while let Some(block) = blocks.next() {
-            z.push(u8::from(blocks.peek().is_none()));
-            let len = block.len() as u16;
-            z.extend(len.to_le_bytes());
-            z.extend((!len).to_le_bytes());
-            z.extend(block);
-        }
-        let (mut a, mut b) = (1u32, 0u32);
-        for x in &raw {
-            a = (a + u32::from(*x)) % 65_521;
-            b = (b + a) % 65_521;
-        }
-        z.extend(((b << 16) | a).to_be_bytes());
-        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-        let mut ihdr = Vec::new();
-        ihdr.extend(w.to_be_bytes());
-        ihdr.extend(h.to_be_bytes());
-        ihdr.extend([1, 0, 0, 0, 0]);
-        chunk(&mut out, b"IHDR", &ihdr);
-        chunk(&mut out, b"IDAT", &z);
-        chunk(&mut out, b"IEND", &[]);
-        out
     }
 
     #[test]

@@ -253,54 +253,6 @@ async fn concurrent_anonymous_logins_keep_memory_bounded_postgres() {
     logins_keep_memory_bounded(true).await;
 }
 
-/// A valid PNG of `w`×`h` one-bit pixels written by hand (stored deflate blocks).
-fn bilevel_png(w: u32, h: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-        out.extend((data.len() as u32).to_be_bytes());
-        let start = out.len();
-        out.extend(kind);
-        out.extend(data);
-        let mut c = 0xFFFF_FFFFu32;
-        for b in &out[start..] {
-            c ^= u32::from(*b);
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        out.extend((!c).to_be_bytes());
-    }
-    let row = 1 + (w as usize).div_ceil(8);
-    let raw = vec![0u8; row * h as usize];
-    let mut z = vec![0x78, 0x01];
-    let mut blocks = raw.chunks(65_535).peekable();
-    while let Some(block) = blocks.next() {
-        z.push(u8::from(blocks.peek().is_none()));
-        let len = block.len() as u16;
-        z.extend(len.to_le_bytes());
-        z.extend((!len).to_le_bytes());
-        z.extend(block);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for x in &raw {
-        a = (a + u32::from(*x)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    z.extend(((b << 16) | a).to_be_bytes());
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend(w.to_be_bytes());
-    ihdr.extend(h.to_be_bytes());
-    ihdr.extend([1, 0, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &z);
-    chunk(&mut out, b"IEND", &[]);
-    out
-}
-
 async fn image_bombs_keep_memory_bounded(postgres: bool) {
     let s = setup(postgres).await;
     let http = reqwest::Client::new();
@@ -325,7 +277,7 @@ async fn image_bombs_keep_memory_bounded(postgres: bool) {
         .unwrap();
     assert_eq!(taken.status(), 200);
 
-    let bomb = bilevel_png(16_384, 8_192);
+    let bomb = desk_server::images::huge_bilevel_png(16_384, 8_192);
     let pid = s.desk.child.id();
     let before = rss_kb(pid) / 1024;
     let watch = RssWatch::start(pid);
