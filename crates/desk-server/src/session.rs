@@ -134,6 +134,11 @@ pub async fn lookup(st: &AppState, token: &str) -> ApiResult<Option<Session>> {
     }))
 }
 
+/// The user of a request authenticated by a valid API token: looked up once, by the CSRF
+/// layer (which lets such requests through), and kept in the request for the extractors.
+#[derive(Clone, Debug)]
+pub struct TokenUser(pub UserRow);
+
 /// The session resolved for this request, kept in its extensions so the CSRF layer and
 /// the extractors look it up once.
 #[derive(Clone, Debug)]

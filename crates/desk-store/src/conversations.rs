@@ -1,5 +1,6 @@
 //! The chat list (spec V1) and one chat's header (V2).
 
+use crate::sql::escape_like;
 use crate::{Change, Result, Store, on_db};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -27,7 +28,7 @@ pub struct ConversationRow {
 #[derive(Clone, Debug, Default)]
 pub struct ConversationFilter {
     pub customer_id: Option<i64>,
-    /// Part of the linked customer's name (compared by [`crate::customers::name_key`]).
+    /// Part of the linked customer's name (compared by [`desk_core::normalize::name_key`]).
     pub customer_name: Option<String>,
     /// Digits of the linked customer's phone number (hyphens already removed).
     pub phone_digits: Option<String>,
@@ -80,7 +81,7 @@ impl Store {
             if let Some(name) = &f.customer_name {
                 // A subquery, not a filter on the joined row: SQLite then finds the few
                 // matching customers first instead of probing one per chat (docs/benchmarks.md).
-                let key = crate::customers::name_key(name);
+                let key = desk_core::normalize::name_key(name);
                 q.push(" AND c.customer_id IN (SELECT id FROM customers WHERE name_key LIKE ")
                     .push_bind(format!("%{}%", escape_like(&key))).push(" ESCAPE '\\')");
             }
@@ -121,18 +122,6 @@ impl Store {
             on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM conversations").fetch_one(p).await)?,
         )
     }
-}
-
-/// `%` and `_` typed by a user are literal characters, not wildcards.
-pub(crate) fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// What came of pressing a status button.

@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod secrets;
 pub mod sessions;
 pub mod settings;
+mod sql;
 pub mod users;
 
 use std::path::Path;

@@ -8,8 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+use desk_core::normalize::name_key;
 use desk_store::conversations::ConversationFilter;
-use desk_store::customers::{CustomerFilter, name_key};
+use desk_store::customers::CustomerFilter;
 use desk_store::{Store, exec_db, on_db, testing};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

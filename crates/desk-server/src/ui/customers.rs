@@ -22,12 +22,13 @@ use desk_store::customers::{
 };
 use serde::Deserialize;
 
-use super::{PageCtx, error_page, render, render_status};
-use crate::api::customers::{
-    HISTORY_LIMIT, InputError, SearchQuery, clean_email, clean_fields, clean_name, clean_notes,
-    clean_phone, clean_tags, passcode_expiry, split_tags,
+use crate::auth::percent_encode;
+use crate::input::InputError;
+use crate::input::customers::{
+    HISTORY_LIMIT, SearchQuery, clean_email, clean_fields, clean_name, clean_notes, clean_phone,
+    clean_tags, passcode_expiry, split_tags,
 };
-use crate::auth::{PageUser, percent_encode};
+use crate::page::{PageCtx, PageUser, error_page, render, render_status};
 use crate::time::short;
 use crate::{ApiError, AppState};
 
@@ -53,46 +54,6 @@ const LINK_PAGE_SIZE: i64 = 10;
 
 fn internal(e: impl Into<ApiError>) -> Response {
     e.into().into_response()
-}
-
-/// [`PageCtx::tf`] with one placeholder, callable from templates.
-pub fn tf1(ctx: &PageCtx, key: &str, name: &str, value: impl std::fmt::Display) -> String {
-    ctx.tf(key, [(name, value.to_string().as_str())])
-}
-
-// ---- the chat's system lines ----------------------------------------------------------
-
-/// A line the desk itself wrote into a chat (a `messages` row with direction `system`),
-/// shown in the viewer's language. Today: `customer_linked`, after a LINE passcode linked
-/// the chat ("#C15 山田花子 と関連付けました").
-pub struct SystemLine {
-    event: String,
-    code: String,
-    name: String,
-    /// The stored text (Japanese), for events this build does not know.
-    text: String,
-}
-
-impl SystemLine {
-    pub fn new(details: &serde_json::Value, text: Option<&str>) -> SystemLine {
-        let s = |k: &str| details[k].as_str().unwrap_or_default().to_owned();
-        SystemLine {
-            event: s("event"),
-            code: s("customer_code"),
-            name: s("customer_name"),
-            text: text.unwrap_or_default().to_owned(),
-        }
-    }
-
-    pub fn render(&self, ctx: &PageCtx) -> String {
-        match self.event.as_str() {
-            "customer_linked" => ctx.tf(
-                "customers.system.linked",
-                [("code", self.code.as_str()), ("name", self.name.as_str())],
-            ),
-            _ => self.text.clone(),
-        }
-    }
 }
 
 // ---- shared views ---------------------------------------------------------------------

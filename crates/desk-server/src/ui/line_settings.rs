@@ -11,10 +11,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{PageCtx, render};
-use crate::api::settings::{SaveBody, apply, check};
-use crate::auth::PageAdmin;
+use crate::line_settings::{SaveBody, apply, check};
 use crate::metrics::{passcode_report, signature_report};
+use crate::page::{PageAdmin, PageCtx, render};
 use crate::time::short;
 use crate::{ApiError, AppState};
 

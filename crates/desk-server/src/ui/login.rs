@@ -19,10 +19,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{PageCtx, render_status};
-use crate::auth::{PageUser, percent_encode, safe_next};
+use crate::auth::{percent_encode, safe_next};
 use crate::client_addr::client_key;
 use crate::i18n::{I18n, Locale};
+use crate::page::{PageCtx, PageUser, render_status};
 use crate::session;
 use crate::{ApiError, AppState};
 use desk_core::login_throttle::{Scope, Verdict};

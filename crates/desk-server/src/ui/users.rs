@@ -15,8 +15,7 @@ use desk_store::StoreError;
 use desk_store::users::{ApiTokenRow, Role, UserRow};
 use serde::Deserialize;
 
-use super::{PageCtx, error_page, render, render_status};
-use crate::auth::PageAdmin;
+use crate::page::{PageAdmin, PageCtx, error_page, render, render_status};
 use crate::time::short;
 use crate::{ApiError, AppState};
 
