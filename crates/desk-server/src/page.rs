@@ -26,17 +26,20 @@
 //! (scripts send it as a header: `assets/app.js`), and `ctx.asset("x.js")` links an
 //! embedded asset.
 
+use std::sync::{Arc, Mutex};
+
 use askama::Template;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use desk_store::users::UserRow;
 
-use crate::AppState;
 use crate::auth::{is_safe_next, percent_encode};
 use crate::i18n::{I18n, Locale};
 use crate::session::{self, Session};
+use crate::{ApiError, AppState};
 
 /// The logged-in user of an HTML page, with what the page's layout needs.
 /// `page.ctx(title)` gives the [`PageCtx`] every template holds.
@@ -103,12 +106,18 @@ impl FromRequestParts<AppState> for PageUser {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
         match session::from_parts(parts, st).await {
-            Ok(Some(session)) => Ok(PageUser {
-                session,
-                path: this_path(parts),
-            }),
+            Ok(Some(session)) => {
+                let page = PageUser {
+                    session,
+                    path: this_path(parts),
+                };
+                if let Some(Viewer(viewer)) = parts.extensions.get::<Viewer>() {
+                    *viewer.lock().expect("viewer lock") = Some(page.ctx_t("common.error.title"));
+                }
+                Ok(page)
+            }
             Ok(None) => Err(login_redirect(parts)),
-            Err(e) => Err(e.into_response()),
+            Err(e) => Err(PageError::from(e).into_response()),
         }
     }
 }
@@ -294,11 +303,147 @@ pub fn render_status<T: Template>(status: StatusCode, page: &T) -> Response {
 #[template(path = "error.html")]
 struct ErrorPage {
     ctx: PageCtx,
-    message: &'static str,
+    message: String,
 }
 
 /// A full error page (403, 404, …) with the message of locale key `message_key`.
 pub fn error_page(status: StatusCode, ctx: PageCtx, message_key: &str) -> Response {
-    let message = ctx.t(message_key);
+    let message = ctx.t(message_key).to_owned();
     render_status(status, &ErrorPage { ctx, message })
+}
+
+// ---- how a page fails ------------------------------------------------------------------
+
+/// How a page fails: page handlers return `Result<Response, PageError>` and use `?`.
+///
+/// The viewer gets `error.html` with the status that fits, worded in their language, with
+/// the layout of a logged-in page when they are logged in; the cause of an internal failure
+/// goes to the log, never to the page, and no page answers with a JSON body.
+///
+/// What a page expects to happen — a form refused, a chat someone else holds, a customer
+/// already linked — is no `PageError`: the store answers with an outcome enum
+/// (`LinkOutcome`, `StatusOutcome`, …) and the page shows it in place.
+#[derive(Debug)]
+pub enum PageError {
+    /// 404, worded by this locale key ("Customer not found.").
+    NotFound(&'static str),
+    /// 400: the request cannot be served, worded by this locale key.
+    BadRequest(&'static str),
+    /// A refusal of the checks the JSON API shares (`input/`, `line_settings::apply`): its
+    /// status, worded by its locale key when it has one.
+    Refused(ApiError),
+    /// 500. The cause was logged when the error was made ([`PageError::internal`]).
+    Internal,
+}
+
+/// What a page handler returns.
+pub type PageResult = Result<Response, PageError>;
+
+impl PageError {
+    /// A failure the viewer cannot do anything about: logged here with its cause.
+    pub fn internal(cause: impl std::fmt::Display) -> PageError {
+        tracing::error!(%cause, "page failed");
+        PageError::Internal
+    }
+}
+
+impl From<desk_store::StoreError> for PageError {
+    fn from(e: desk_store::StoreError) -> PageError {
+        match e {
+            desk_store::StoreError::NotFound => PageError::NotFound("common.error.not_found"),
+            other => PageError::internal(other),
+        }
+    }
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> PageError {
+        if e.status.is_server_error() {
+            // ApiError::internal logged the cause already.
+            PageError::Internal
+        } else {
+            PageError::Refused(e)
+        }
+    }
+}
+
+/// What [`error_pages`] words: kept in the response's extensions, since the handler's error
+/// does not know the viewer.
+#[derive(Clone, Debug)]
+struct Failure {
+    key: Option<&'static str>,
+    args: Vec<(&'static str, String)>,
+    /// For refusals without a locale key (English, from the API's checks).
+    text: String,
+}
+
+impl Failure {
+    fn message(&self, ctx: &PageCtx) -> String {
+        match self.key {
+            Some(key) => {
+                let pairs: Vec<(&str, &str)> =
+                    self.args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                I18n::tf(ctx.locale, key, &pairs)
+            }
+            None => self.text.clone(),
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let key = |key| Failure {
+            key: Some(key),
+            args: Vec::new(),
+            text: String::new(),
+        };
+        let (status, failure) = match self {
+            PageError::NotFound(k) => (StatusCode::NOT_FOUND, key(k)),
+            PageError::BadRequest(k) => (StatusCode::BAD_REQUEST, key(k)),
+            PageError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                key("common.error.internal"),
+            ),
+            PageError::Refused(e) => (
+                e.status,
+                Failure {
+                    key: e.key,
+                    args: e.args,
+                    text: e.message,
+                },
+            ),
+        };
+        // Worded here in Japanese, the desk's first language; `error_pages` words it again
+        // for the viewer, in their language and with their layout.
+        let ctx = PageCtx::anonymous(Locale::Ja, I18n::t(Locale::Ja, "common.error.title"));
+        let message = failure.message(&ctx);
+        let mut resp = render_status(status, &ErrorPage { ctx, message });
+        resp.extensions_mut().insert(failure);
+        resp
+    }
+}
+
+/// The viewer of this request, as the page extractors found them; read by [`error_pages`].
+#[derive(Clone, Default)]
+struct Viewer(Arc<Mutex<Option<PageCtx>>>);
+
+/// The middleware over the pages (`ui::router`) that words a [`PageError`] for its viewer:
+/// their language (the session's, else `Accept-Language`) and, when logged in, their layout.
+pub async fn error_pages(mut req: Request, next: Next) -> Response {
+    let viewer = Viewer::default();
+    let locale = Locale::from_accept_language(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    req.extensions_mut().insert(viewer.clone());
+    let resp = next.run(req).await;
+    let Some(failure) = resp.extensions().get::<Failure>().cloned() else {
+        return resp;
+    };
+    let known = viewer.0.lock().expect("viewer lock").take();
+    let ctx =
+        known.unwrap_or_else(|| PageCtx::anonymous(locale, I18n::t(locale, "common.error.title")));
+    let message = failure.message(&ctx);
+    render_status(resp.status(), &ErrorPage { ctx, message })
 }

@@ -12,8 +12,7 @@ use askama::Template;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use chrono::{Duration, NaiveDate};
 use desk_core::Delivery;
@@ -26,7 +25,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::percent_encode;
 use crate::input::chat_list::ListQuery;
-use crate::page::{PageCtx, PageUser, error_page, render};
+use crate::page::{PageCtx, PageError, PageResult, PageUser, render};
 use crate::time::{date_of, day_start_ms, parse_date, short};
 
 pub fn router() -> Router<AppState> {
@@ -217,7 +216,7 @@ struct ListRows {
 }
 
 /// The rows, paging links and any error of the list with these filters.
-async fn load_rows(st: &AppState, ctx: &PageCtx, p: &ListParams) -> Result<ListRows, Response> {
+async fn load_rows(st: &AppState, ctx: &PageCtx, p: &ListParams) -> Result<ListRows, PageError> {
     let base = p.query();
     let rows_href = if p.after.trim().is_empty() {
         format!("/chats/rows?{base}")
@@ -248,11 +247,7 @@ async fn load_rows(st: &AppState, ctx: &PageCtx, p: &ListParams) -> Result<ListR
             return Ok(out);
         }
     };
-    let rows = st
-        .store
-        .list_conversations(&filter)
-        .await
-        .map_err(|e| crate::ApiError::from(e).into_response())?;
+    let rows = st.store.list_conversations(&filter).await?;
     if rows.len() as i64 == filter.limit
         && let Some(last) = rows.last()
     {
@@ -271,13 +266,10 @@ async fn list_page(
     page: PageUser,
     State(st): State<AppState>,
     Query(p): Query<ListParams>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.title");
-    let r = match load_rows(&st, &ctx, &p).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    render(&ListPage {
+    let r = load_rows(&st, &ctx, &p).await?;
+    Ok(render(&ListPage {
         ctx,
         p,
         rows: r.rows,
@@ -286,7 +278,7 @@ async fn list_page(
         first_href: r.first_href,
         rows_href: r.rows_href,
         filtered: r.filtered,
-    })
+    }))
 }
 
 /// The list's results alone, for live refreshes.
@@ -294,12 +286,9 @@ async fn list_rows(
     page: PageUser,
     State(st): State<AppState>,
     Query(p): Query<ListParams>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.title");
-    match load_rows(&st, &ctx, &p).await {
-        Ok(r) => render(&r),
-        Err(resp) => resp,
-    }
+    Ok(render(&load_rows(&st, &ctx, &p).await?))
 }
 
 // ---- the detail (V2) ------------------------------------------------------------------
@@ -801,31 +790,20 @@ async fn load_head(
     page: &PageUser,
     ctx: &PageCtx,
     id: i64,
-) -> Result<HeadView, Response> {
-    let c = match st.store.conversation(id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Err(error_page(
-                StatusCode::NOT_FOUND,
-                ctx.clone(),
-                "common.error.not_found",
-            ));
-        }
-        Err(e) => return Err(crate::ApiError::from(e).into_response()),
-    };
+) -> Result<HeadView, PageError> {
+    let c = st
+        .store
+        .conversation(id)
+        .await?
+        .ok_or(PageError::NotFound("common.error.not_found"))?;
     let now = st.now_ms();
     let window = st.reply_window_ms();
-    let internal = |e: desk_store::StoreError| crate::ApiError::from(e).into_response();
-    let newest = st
-        .store
-        .newest_reply_token_at(id, now - window)
-        .await
-        .map_err(internal)?;
+    let newest = st.store.newest_reply_token_at(id, now - window).await?;
     let facts = HeadFacts {
         mode: st.line.current().mode,
         reply_until: newest.map(|at| at + window).filter(|until| *until > now),
         window_ms: window,
-        waiting: st.store.waiting_count(id).await.map_err(internal)?,
+        waiting: st.store.waiting_count(id).await?,
     };
     let user = page.user();
     Ok(HeadView::new(
@@ -844,24 +822,18 @@ async fn load_history(
     ctx: &PageCtx,
     id: i64,
     range: &Range,
-) -> Result<Vec<MsgView>, Response> {
+) -> Result<Vec<MsgView>, PageError> {
     let tz = st.config.time_zone;
     let now = st.now_ms();
     let (from, to) = range.bounds_ms(tz);
-    let internal = |e: desk_store::StoreError| crate::ApiError::from(e).into_response();
     let state = st
         .store
         .send_context(id)
-        .await
-        .map_err(internal)?
+        .await?
         .map(|c| c.state)
         .unwrap_or_default();
     // In the order the customer saw them; what still waits last (when the range reaches now).
-    let rows = st
-        .store
-        .history(id, from, to, to > now)
-        .await
-        .map_err(internal)?;
+    let rows = st.store.history(id, from, to, to > now).await?;
     let user = page.user();
     let facts = HistoryFacts {
         ctx,
@@ -882,19 +854,13 @@ async fn detail_page(
     State(st): State<AppState>,
     Path(id): Path<i64>,
     Query(p): Query<RangeParams>,
-) -> Response {
+) -> PageResult {
     let mut ctx = page.ctx_t("chats.detail.title");
-    let head = match load_head(&st, &page, &ctx, id).await {
-        Ok(h) => h,
-        Err(resp) => return resp,
-    };
+    let head = load_head(&st, &page, &ctx, id).await?;
     ctx.title = format!("{} - {}", head.name, ctx.t("chats.detail.title"));
     let tz = st.config.time_zone;
     let range = Range::parse(&p, st.now_ms(), tz);
-    let msgs = match load_history(&st, &page, &ctx, id, &range).await {
-        Ok(m) => m,
-        Err(resp) => return resp,
-    };
+    let msgs = load_history(&st, &page, &ctx, id, &range).await?;
     // Live refreshes ask for what the page shows: the typed range, or (none typed) the
     // default range as of the refresh, so a page left open past midnight keeps up.
     let history_href = if range.error || (p.from.trim().is_empty() && p.to.trim().is_empty()) {
@@ -902,7 +868,7 @@ async fn detail_page(
     } else {
         format!("/chats/{id}/history?from={}&to={}", range.from, range.to)
     };
-    render(&DetailPage {
+    Ok(render(&DetailPage {
         ctx,
         head,
         msgs,
@@ -910,19 +876,17 @@ async fn detail_page(
         to: range.to.to_string(),
         range_error: range.error,
         history_href,
-    })
+    }))
 }
 
 async fn detail_header(
     page: PageUser,
     State(st): State<AppState>,
     Path(id): Path<i64>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.detail.title");
-    match load_head(&st, &page, &ctx, id).await {
-        Ok(head) => render(&HeaderFragment { ctx, head }),
-        Err(resp) => resp,
-    }
+    let head = load_head(&st, &page, &ctx, id).await?;
+    Ok(render(&HeaderFragment { ctx, head }))
 }
 
 async fn detail_history(
@@ -930,13 +894,11 @@ async fn detail_history(
     State(st): State<AppState>,
     Path(id): Path<i64>,
     Query(p): Query<RangeParams>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.detail.title");
     let range = Range::parse(&p, st.now_ms(), st.config.time_zone);
-    match load_history(&st, &page, &ctx, id, &range).await {
-        Ok(msgs) => render(&HistoryFragment { ctx, msgs }),
-        Err(resp) => resp,
-    }
+    let msgs = load_history(&st, &page, &ctx, id, &range).await?;
+    Ok(render(&HistoryFragment { ctx, msgs }))
 }
 
 /// How long after it arrived a customer message still rings (a page opened later, or a
@@ -950,15 +912,14 @@ async fn notice(
     page: PageUser,
     State(st): State<AppState>,
     Path((id, message_id)): Path<(i64, i64)>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.title");
     let (m, c) = match (
-        st.store.message(message_id).await,
-        st.store.conversation(id).await,
+        st.store.message(message_id).await?,
+        st.store.conversation(id).await?,
     ) {
-        (Ok(Some(m)), Ok(Some(c))) if m.conversation_id == id => (m, c),
-        (Ok(_), Ok(_)) => return StatusCode::NOT_FOUND.into_response(),
-        (Err(e), _) | (_, Err(e)) => return crate::ApiError::from(e).into_response(),
+        (Some(m), Some(c)) if m.conversation_id == id => (m, c),
+        _ => return Err(PageError::NotFound("common.error.not_found")),
     };
     let (name, _) = display_name(&c);
     let body = match (m.kind.as_str(), m.text.as_deref()) {
@@ -972,7 +933,7 @@ async fn notice(
         "body": body,
         "url": format!("/chats/{id}"),
     });
-    ([(axum::http::header::CACHE_CONTROL, "no-store")], Json(v)).into_response()
+    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(v)).into_response())
 }
 
 #[cfg(test)]

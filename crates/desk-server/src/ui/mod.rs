@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(chats::router())
         .merge(customers::router())
         .merge(crate::assets::router())
+        .layer(axum::middleware::from_fn(crate::page::error_pages))
 }
 
 /// `/`: the chat list for logged-in users, the login page otherwise.
