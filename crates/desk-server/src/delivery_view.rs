@@ -59,7 +59,7 @@ pub fn wait_reason(
     state: &ConversationState,
     now_ms: i64,
 ) -> Option<WaitReason> {
-    if m.delivery.parse::<Delivery>().ok()? != Delivery::Unsent {
+    if m.delivery != Delivery::Unsent {
         return None;
     }
     if m.outbox_state.as_deref() == Some("sending") {

@@ -1,5 +1,7 @@
 //! The chat list (spec V1) and one chat's header (V2).
 
+use desk_core::ConversationStatus;
+
 use crate::sql::escape_like;
 use crate::{Change, Result, Store, on_db};
 
@@ -11,7 +13,8 @@ pub struct ConversationRow {
     pub picture_url: Option<String>,
     pub profile_state: String,
     pub blocked: bool,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ConversationStatus,
     pub agent_id: Option<i64>,
     pub agent_login: Option<String>,
     pub agent_name: Option<String>,
@@ -34,7 +37,7 @@ pub struct ConversationFilter {
     pub phone_digits: Option<String>,
     /// Linked to a customer (登録済) or not (未登録).
     pub registered: Option<bool>,
-    pub status: Option<String>,
+    pub status: Option<ConversationStatus>,
     /// The login, or part of the name, of the agent the list shows for the chat: its handler,
     /// or (not in progress) its last handler.
     pub agent: Option<String>,
@@ -95,7 +98,7 @@ impl Store {
                 None => {}
             }
             if let Some(s) = &f.status {
-                q.push(" AND c.status = ").push_bind(s.clone());
+                q.push(" AND c.status = ").push_bind(s.as_str());
             }
             if let Some(a) = &f.agent {
                 // The agent the 対応中エージェント column shows: the holder, or the last handler
@@ -182,6 +185,7 @@ impl Store {
         let Some((from, holder)) = before else {
             return Ok(StatusOutcome::NotFound);
         };
+        let from: S = crate::decode(from)?;
         // Admins may release a held chat, but never take it over in one step.
         let admin_override = actor_is_admin && to != S::InProgress;
         let sql = match to {
@@ -212,9 +216,9 @@ impl Store {
             });
         }
         let released =
-            from == "in_progress" && holder.is_some_and(|h| h != actor_id) && to != S::InProgress;
+            from == S::InProgress && holder.is_some_and(|h| h != actor_id) && to != S::InProgress;
         if to != S::InProgress && unsent == crate::outbox::UnsentChoice::Cancel {
-            let was_holder = from == "in_progress" && holder == Some(actor_id);
+            let was_holder = from == S::InProgress && holder == Some(actor_id);
             Store::cancel_waiting_in_tx(
                 &mut tx,
                 conversation_id,
@@ -229,7 +233,7 @@ impl Store {
         crate::exec_tx!(&mut tx, c => sqlx::query(
             "INSERT INTO conversation_log (conversation_id, actor_id, action, from_status, to_status, at)
              VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(conversation_id).bind(actor_id).bind(action).bind(&from).bind(to.as_str()).bind(now_ms))?;
+            .bind(conversation_id).bind(actor_id).bind(action).bind(from.as_str()).bind(to.as_str()).bind(now_ms))?;
         tx.announce([Change::Conversation {
             id: conversation_id,
         }]);

@@ -116,7 +116,8 @@ pub struct LinkedChat {
     pub conversation_id: i64,
     pub line_user_id: String,
     pub display_name: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: desk_core::ConversationStatus,
     pub last_message_at: i64,
 }
 

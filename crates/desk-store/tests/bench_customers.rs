@@ -304,7 +304,7 @@ async fn customer_filters_with_100k_customers_and_chats() {
                 "chat list, 未登録 + 未読".into(),
                 ConversationFilter {
                     registered: Some(false),
-                    status: Some("unread".into()),
+                    status: Some(desk_core::ConversationStatus::Unread),
                     ..Default::default()
                 },
             ),

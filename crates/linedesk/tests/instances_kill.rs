@@ -289,9 +289,9 @@ async fn an_instance_killed_mid_way_loses_nothing_and_sends_nothing_twice() {
         let rows = store.messages_between(*conv, 0, i64::MAX).await.unwrap();
         let sent: Vec<String> = rows
             .iter()
-            .filter(|m| m.direction == "out")
+            .filter(|m| m.direction == desk_core::Direction::Out)
             .map(|m| {
-                assert_eq!(m.delivery, "sent", "{m:?}");
+                assert_eq!(m.delivery, desk_core::Delivery::Sent, "{m:?}");
                 m.text.clone().unwrap()
             })
             .collect();

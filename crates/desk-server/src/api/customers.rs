@@ -42,7 +42,7 @@ pub struct LinkedChatView {
     pub id: i64,
     pub line_user_id: String,
     pub display_name: Option<String>,
-    pub status: String,
+    pub status: desk_core::ConversationStatus,
     pub last_message_at: String,
 }
 
@@ -83,7 +83,7 @@ impl CustomerView {
                     id: l.conversation_id,
                     line_user_id: l.line_user_id.clone(),
                     display_name: l.display_name.clone(),
-                    status: l.status.clone(),
+                    status: l.status,
                     last_message_at: rfc3339(l.last_message_at, tz),
                 })
                 .collect(),

@@ -52,7 +52,7 @@ impl ListQuery {
                 let parsed: desk_core::status::ConversationStatus = s
                     .parse()
                     .map_err(|_| list_error("list.error.status", "value", s))?;
-                Some(parsed.as_str().to_owned())
+                Some(parsed)
             }
             None => None,
         };

@@ -15,8 +15,8 @@ use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use chrono::{Duration, NaiveDate};
-use desk_core::Delivery;
 use desk_core::customer_code::{format_code, parse_code_query};
+use desk_core::{ConversationStatus, Delivery, Direction};
 use desk_store::conversations::ConversationRow;
 use desk_store::messages::MessageRow;
 use serde::Deserialize;
@@ -112,7 +112,7 @@ pub struct RowView {
     blocked: bool,
     customer_code: String,
     customer_name: String,
-    status: String,
+    status: ConversationStatus,
     agent: String,
     /// The agent holds the chat now (in progress), rather than having handled it last.
     agent_is_current: bool,
@@ -131,7 +131,7 @@ impl RowView {
             blocked: c.blocked,
             customer_code: c.customer_id.map(format_code).unwrap_or_default(),
             customer_name: c.customer_name.unwrap_or_default(),
-            agent_is_current: c.status == "in_progress",
+            agent_is_current: c.status == ConversationStatus::InProgress,
             status: c.status,
             agent: c.agent_name.unwrap_or_default(),
             started_at: c.started_at.map(|t| short(t, tz)).unwrap_or_default(),
@@ -141,7 +141,7 @@ impl RowView {
     }
 
     fn status_key(&self) -> String {
-        status_key(&self.status)
+        status_key(self.status)
     }
 }
 
@@ -178,7 +178,7 @@ impl SystemLine {
     }
 }
 
-fn status_key(status: &str) -> String {
+fn status_key(status: ConversationStatus) -> String {
     format!("common.status.{status}")
 }
 
@@ -302,7 +302,7 @@ pub struct HeadView {
     blocked: bool,
     line_user_id: String,
     customer: Option<String>,
-    status: String,
+    status: ConversationStatus,
     agent: String,
     agent_is_current: bool,
     started_at: String,
@@ -317,7 +317,7 @@ pub struct HeadView {
     /// An admin viewing another agent's chat: 未読/完了 release it, 対応中 stays off.
     admin_release: bool,
     /// `reply` | `push`.
-    mode: &'static str,
+    mode: desk_core::Mode,
     /// Reply mode: when the newest unused reply token stops being usable (unix ms), 0 if none.
     reply_until: i64,
     window_secs: i64,
@@ -343,7 +343,7 @@ impl HeadView {
         facts: HeadFacts,
     ) -> HeadView {
         let (name, name_is_id) = display_name(&c);
-        let in_progress = c.status == "in_progress";
+        let in_progress = c.status == ConversationStatus::InProgress;
         let mine = in_progress && c.agent_id == Some(me);
         let agent = c.agent_name.clone().unwrap_or_default();
         let started_at = c.started_at.map(|t| short(t, tz)).unwrap_or_default();
@@ -396,7 +396,7 @@ impl HeadView {
             lock_notice,
             status_locked: held_by_other && !me_admin,
             admin_release: held_by_other && me_admin,
-            mode: facts.mode.as_str(),
+            mode: facts.mode,
             reply_until: facts.reply_until.unwrap_or(0),
             window_secs: facts.window_ms / 1000,
             waiting: facts.waiting,
@@ -404,7 +404,7 @@ impl HeadView {
     }
 
     fn is_push(&self) -> bool {
-        self.mode == desk_core::Mode::Push.as_str()
+        self.mode == desk_core::Mode::Push
     }
 }
 
@@ -576,8 +576,8 @@ impl MsgView {
                 }
             }
         };
-        let incoming = m.direction == "in";
-        let outgoing = m.direction == "out";
+        let incoming = m.direction == Direction::In;
+        let outgoing = m.direction == Direction::Out;
         let from_desk = outgoing && m.agent_id.is_none();
         let wait_reason = crate::delivery_view::wait_reason(&m, f.mode, &f.state, f.now_ms)
             .map(|r| match r {
@@ -627,7 +627,8 @@ impl MsgView {
             id: m.id,
             times_title,
             incoming,
-            system: (m.direction == "system").then(|| SystemLine::new(&details, m.text.as_deref())),
+            system: (m.direction == Direction::System)
+                .then(|| SystemLine::new(&details, m.text.as_deref())),
             body,
             agent: if from_desk {
                 ctx.t("chats.msg.desk").to_owned()
@@ -639,7 +640,7 @@ impl MsgView {
             delivered: m.sent_at.map(|t| short(t, tz)).unwrap_or_default(),
             written: short(m.created_at, tz),
             // An unknown mark (a newer version's) shows as a customer's: no badge.
-            delivery: m.delivery.parse().unwrap_or(Delivery::Received),
+            delivery: m.delivery,
             wait_reason,
             problem: problem
                 .as_ref()
@@ -927,7 +928,7 @@ async fn notice(
         (kind, _) => format!("[{}]", ctx.t(&MsgView::kind_key(kind))),
     };
     let v = json!({
-        "incoming": m.direction == "in",
+        "incoming": m.direction == Direction::In,
         "fresh": st.now_ms() - m.created_at < NOTICE_FRESH_MS,
         "title": ctx.tf("chats.notify.title", [("name", name.as_str())]),
         "body": body,

@@ -328,7 +328,7 @@ pub struct ChatLine {
     conversation_id: i64,
     name: String,
     line_user_id: String,
-    status: String,
+    status: desk_core::ConversationStatus,
 }
 
 impl ChatLine {
