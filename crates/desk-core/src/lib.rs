@@ -1,7 +1,7 @@
 //! desk-core: the rules of the LINE chat desk, as pure synchronous functions.
 //!
 //! No I/O, no async, no database: the webhook handler, the services and the store call into
-//! these functions, so every rule of the manual (restated in `spec.md`) has one obvious place.
+//! these functions, so every rule of the manual (restated in `docs/requirements.md`) has one obvious place.
 //!
 //! | rule | where |
 //! | --- | --- |

@@ -1,5 +1,5 @@
-//! Cross-site request forgery protection for the cookie-authenticated UI (design.md:
-//! `Sec-Fetch-Site`/Origin check plus a token). One middleware over the whole router:
+//! Cross-site request forgery protection for the cookie-authenticated UI (`Sec-Fetch-Site`/Origin
+//! check plus a token). One middleware over the whole router:
 //!
 //! For unsafe methods (POST, PUT, PATCH, DELETE):
 //! - exempt: `POST /line` (LINE's webhook, signature-checked) and requests authenticated by

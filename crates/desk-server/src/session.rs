@@ -1,4 +1,4 @@
-//! Login sessions of the agent UI (design.md: small and written here).
+//! Login sessions of the agent UI, small and written here (no session crate).
 //!
 //! - The cookie `linedesk_session` holds a random 256-bit token; the `sessions` table keeps
 //!   only its SHA-256, the session's CSRF token and when it ends.

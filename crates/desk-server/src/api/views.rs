@@ -1,4 +1,4 @@
-//! The JSON shapes of contract.md, built from store rows.
+//! The JSON shapes of docs/interface.md, built from store rows.
 
 use chrono_tz::Tz;
 use desk_core::customer_code::format_code;
@@ -99,13 +99,13 @@ pub struct MessageView {
     pub delivered_at: Option<String>,
     /// One press of 送信 (a text and its images) shares a group: the id of its first message.
     pub group_id: i64,
-    /// `received` | `sent` | `unsent` (waiting: 未送信) | `failed` (contract.md) | `cancelled`
+    /// `received` | `sent` | `unsent` (waiting: 未送信) | `failed` (docs/interface.md) | `cancelled`
     /// (取消: taken back while it waited; never sent).
     pub delivery: String,
     /// The exact state: as `delivery`, but `uncertain` where LINE may or may not have
     /// delivered a reply (shown as failed, with a resend button).
     pub delivery_state: Delivery,
-    /// Why delivery failed, in English, then LINE's own words (contract.md).
+    /// Why delivery failed, in English, then LINE's own words (docs/interface.md).
     pub delivery_error: Option<String>,
     /// The same as codes: `{code, status, line_message}` (`line_message`: LINE's words).
     pub delivery_problem: Option<desk_core::delivery::Problem>,
