@@ -60,7 +60,7 @@ impl Delivery {
         }
     }
 
-    /// The form the public API shows (contract.md knows `received | sent | unsent | failed`;
+    /// The form the public API shows (docs/interface.md knows `received | sent | unsent | failed`;
     /// `cancelled` is an extension): `Uncertain` shows as `"failed"` (the API's
     /// `delivery_state` tells them apart).
     pub fn api_str(self) -> &'static str {

@@ -1,7 +1,7 @@
 //! desk-core: the rules of the LINE chat desk, as pure synchronous functions.
 //!
 //! No I/O, no async, no database: the webhook handler, the services and the store call into
-//! these functions, so every rule of the manual (restated in `spec.md`) has one obvious place.
+//! these functions, so every rule of the manual (restated in `docs/requirements.md`) has one obvious place.
 //!
 //! | rule | where |
 //! | --- | --- |
@@ -22,6 +22,7 @@
 //! | L3 customer codes `#C15`, phone search | [`customer_code`] |
 //! | who may try a password, and when (issue 9) | [`login_throttle::judge`] |
 //! | times are unix milliseconds from one clock | [`clock::Clock`] |
+//! | who wrote a message: the customer, an agent, the desk | [`message::Direction`] |
 //!
 //! Full-width input (what Japanese phones and IMEs type) is folded to ASCII in one place,
 //! [`normalize::fold_width`].
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod customer_code;
 pub mod delivery;
 pub mod login_throttle;
+pub mod message;
 pub mod normalize;
 pub mod passcode;
 pub mod planner;
@@ -37,7 +39,27 @@ pub mod status;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use delivery::{Delivery, Mode};
+pub use message::Direction;
 pub use status::{Actor, ConversationState, ConversationStatus};
+
+/// `TryFrom<String>` through `FromStr`, for the enums the store maps its text columns to
+/// (`#[sqlx(try_from = "String")]`): rows carry these enums, never their strings.
+macro_rules! try_from_string {
+    ($($t:ty),* $(,)?) => {$(
+        impl TryFrom<String> for $t {
+            type Error = $crate::UnknownValue;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+    )*};
+}
+try_from_string!(
+    status::ConversationStatus,
+    delivery::Delivery,
+    delivery::Mode,
+    message::Direction,
+);
 
 /// A string that names none of an enum's values (from the `FromStr` impls of this crate).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -40,9 +40,30 @@ pub fn is_hyphen_like(c: char) -> bool {
     )
 }
 
+/// How a name is compared in searches (L3): full-width ASCII folded, lower case, spaces
+/// dropped. "山田花子", "山田 花子" and "山田　花子" are the same key; kana and kanji are
+/// compared as typed (no reading conversion). The store keeps it beside each name
+/// (`customers.name_key`) and searches it with `LIKE`.
+pub fn name_key(s: &str) -> String {
+    fold_width(s)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_keys_ignore_width_case_and_spaces() {
+        assert_eq!(name_key("山田 花子"), "山田花子");
+        assert_eq!(name_key("山田　花子"), "山田花子");
+        assert_eq!(name_key(" Ｙａｍａｄａ Hanako "), "yamadahanako");
+        assert_eq!(name_key("やまだ"), "やまだ");
+        assert_ne!(name_key("ヤマダ"), name_key("やまだ"));
+    }
 
     #[test]
     fn folds_full_width_digits_letters_and_symbols() {

@@ -17,7 +17,7 @@
 //!   marks a message as a passcode rather than, say, a phone number fragment. A message with
 //!   other words around the code is an ordinary chat message.
 //! * **Validity** ([`is_valid`]): issued, not yet expired, not used, not replaced by a newer
-//!   passcode for the same customer (issuing again replaces, contract.md). Default validity
+//!   passcode for the same customer (issuing again replaces, docs/interface.md). Default validity
 //!   [`DEFAULT_VALIDITY_MS`] (7 days), at most [`MAX_VALIDITY_MS`] (90 days), see
 //!   [`valid_until`]. **Decision:** a passcode is single-use: once it linked a LINE user, it is
 //!   used; linking a second LINE account needs a new passcode, so a leaked code links at most one

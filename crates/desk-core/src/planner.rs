@@ -85,7 +85,7 @@ pub const MAX_OBJECTS_PER_CALL: usize = 5;
 pub const MAX_TEXT_UNITS: usize = 5_000;
 /// How long after an incoming message the desk still uses its reply token. LINE guarantees
 /// about one minute today (the manual's "about 30 seconds" is older); 50 s leaves a margin for
-/// clock and network delay (contract.md, `LINEDESK_REPLY_WINDOW_SECS`).
+/// clock and network delay (docs/interface.md, `LINEDESK_REPLY_WINDOW_SECS`).
 pub const DEFAULT_REPLY_WINDOW_MS: i64 = 50_000;
 /// When a text must be cut, a newline or whitespace within this many units before the limit is
 /// preferred over a hard cut.

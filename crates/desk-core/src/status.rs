@@ -43,7 +43,7 @@
 //!
 //! Under concurrency the winner is decided by the database, not by reading the row first and
 //! calling [`change_status`]: two agents pressing 対応中 in the same instant would both see
-//! "unread". The store runs **one conditional UPDATE** whose affected-row count decides (design.md):
+//! "unread". The store runs **one conditional UPDATE** whose affected-row count decides (docs/architecture.md):
 //!
 //! ```sql
 //! -- 対応中 (to = 'in_progress'); SET expressions see the old row, so CASE keeps a re-press's start
@@ -74,7 +74,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::UnknownValue;
 
-/// 未読 / 対応中 / 完了. Serialised as `"unread"`, `"in_progress"`, `"done"` (contract.md).
+/// 未読 / 対応中 / 完了. Serialised as `"unread"`, `"in_progress"`, `"done"` (docs/interface.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {

@@ -5,20 +5,15 @@
 //!
 //! Extractors:
 //! - [`AuthUser`] / [`AdminUser`]: for the JSON API; rejections are JSON 401 / 403.
-//! - [`PageUser`] / [`PageAdmin`]: for HTML pages; they take the session cookie only, and
-//!   their rejections are a redirect to `/login?next=<this page>` (htmx requests get
-//!   `HX-Redirect`) and a 403 page.
+//! - The pages' extractors (`PageUser`, `PageAdmin`) are in `page.rs`.
+//!
+//! Beside them, the `next` target of a login redirect (checked here, so both sides agree).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
 use desk_store::users::UserRow;
 
-use crate::csrf::TokenUser;
-use crate::i18n::Locale;
-use crate::session::{self, Session, bearer_token};
-use crate::ui::PageCtx;
+use crate::session::{self, TokenUser, bearer_token};
 use crate::{ApiError, AppState};
 
 /// An authenticated, enabled user (bearer token or session cookie).
@@ -59,109 +54,6 @@ impl FromRequestParts<AppState> for AdminUser {
             Ok(AdminUser(user))
         } else {
             Err(ApiError::forbidden("admins only"))
-        }
-    }
-}
-
-/// The logged-in user of an HTML page, with what the page's layout needs.
-/// `page.ctx(title)` gives the [`PageCtx`] every template holds.
-#[derive(Clone, Debug)]
-pub struct PageUser {
-    pub session: Session,
-    /// This request's path and query (where the language switch and login return to).
-    pub path: String,
-}
-
-impl PageUser {
-    pub fn user(&self) -> &UserRow {
-        &self.session.user
-    }
-    pub fn locale(&self) -> Locale {
-        self.session.locale()
-    }
-    pub fn csrf_token(&self) -> &str {
-        &self.session.csrf_token
-    }
-    /// The layout context for a page titled `title` (already translated, or user data).
-    pub fn ctx(&self, title: impl Into<String>) -> PageCtx {
-        PageCtx::for_session(&self.session, &self.path, title.into())
-    }
-    /// [`PageUser::ctx`] with the title looked up by its locale key.
-    pub fn ctx_t(&self, title_key: &str) -> PageCtx {
-        self.ctx(crate::i18n::I18n::t(self.locale(), title_key))
-    }
-}
-
-/// Path and query of the request, as a same-site `next` target.
-fn this_path(parts: &Parts) -> String {
-    parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| "/".into())
-}
-
-/// Not logged in: to the login page, which brings the user back here afterwards (for
-/// page loads; after a form post whose session ended, back to the default page, since the
-/// post's URL cannot be loaded).
-pub fn login_redirect(parts: &Parts) -> Response {
-    let next = this_path(parts);
-    let is_load = matches!(parts.method, Method::GET | Method::HEAD);
-    let target = if next == "/" || !is_load || !is_safe_next(&next) {
-        "/login".to_owned()
-    } else {
-        format!("/login?next={}", percent_encode(&next))
-    };
-    if parts.headers.contains_key("hx-request") {
-        // htmx would swap a redirected login page into a fragment; make it navigate.
-        let mut resp = StatusCode::UNAUTHORIZED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&target) {
-            resp.headers_mut().insert("hx-redirect", v);
-        }
-        return resp;
-    }
-    Redirect::to(&target).into_response()
-}
-
-impl FromRequestParts<AppState> for PageUser {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
-        match session::from_parts(parts, st).await {
-            Ok(Some(session)) => Ok(PageUser {
-                session,
-                path: this_path(parts),
-            }),
-            Ok(None) => Err(login_redirect(parts)),
-            Err(e) => Err(e.into_response()),
-        }
-    }
-}
-
-/// The logged-in admin of an HTML page; agents get a 403 page.
-#[derive(Clone, Debug)]
-pub struct PageAdmin(pub PageUser);
-
-impl std::ops::Deref for PageAdmin {
-    type Target = PageUser;
-    fn deref(&self) -> &PageUser {
-        &self.0
-    }
-}
-
-impl FromRequestParts<AppState> for PageAdmin {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
-        let page = PageUser::from_request_parts(parts, st).await?;
-        if page.user().is_admin() {
-            Ok(PageAdmin(page))
-        } else {
-            Err(crate::ui::error_page(
-                StatusCode::FORBIDDEN,
-                page.ctx_t("common.error.title"),
-                "common.error.forbidden",
-            ))
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Cross-site request forgery protection for the cookie-authenticated UI (design.md:
-//! `Sec-Fetch-Site`/Origin check plus a token). One middleware over the whole router:
+//! Cross-site request forgery protection for the cookie-authenticated UI (`Sec-Fetch-Site`/Origin
+//! check plus a token). One middleware over the whole router:
 //!
 //! For unsafe methods (POST, PUT, PATCH, DELETE):
 //! - exempt: `POST /line` (LINE's webhook, signature-checked) and requests authenticated by
@@ -29,12 +29,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::i18n::{I18n, Locale};
-use crate::session::{self, ResolvedSession, bearer_token};
+use crate::page::{PageCtx, error_page};
+use crate::session::{self, ResolvedSession, TokenUser, bearer_token};
 use crate::{ApiError, AppState};
-
-/// The user of a request authenticated by a valid API token (looked up once, here).
-#[derive(Clone, Debug)]
-pub struct TokenUser(pub desk_store::users::UserRow);
 
 /// The header htmx and scripts send the token in.
 pub const HEADER: &str = "x-csrf-token";
@@ -177,8 +174,8 @@ fn accept_locale(headers: &HeaderMap) -> Locale {
 
 fn reject(headers: &HeaderMap, locale: Locale, why: &str) -> Response {
     if is_form(headers) && !headers.contains_key("hx-request") {
-        let ctx = crate::ui::PageCtx::anonymous(locale, I18n::t(locale, "common.error.title"));
-        crate::ui::error_page(StatusCode::FORBIDDEN, ctx, "common.error.csrf")
+        let ctx = PageCtx::anonymous(locale, I18n::t(locale, "common.error.title"));
+        error_page(StatusCode::FORBIDDEN, ctx, "common.error.csrf")
     } else {
         ApiError::new(
             StatusCode::FORBIDDEN,

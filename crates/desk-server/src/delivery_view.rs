@@ -59,7 +59,7 @@ pub fn wait_reason(
     state: &ConversationState,
     now_ms: i64,
 ) -> Option<WaitReason> {
-    if m.delivery.parse::<Delivery>().ok()? != Delivery::Unsent {
+    if m.delivery != Delivery::Unsent {
         return None;
     }
     if m.outbox_state.as_deref() == Some("sending") {
@@ -110,7 +110,7 @@ pub fn problem_text(p: &Problem, locale: Locale) -> String {
     )
 }
 
-/// The API's `delivery_error` (contract.md: LINE's answer when delivery failed), in English:
+/// The API's `delivery_error` (docs/interface.md: LINE's answer when delivery failed), in English:
 /// the desk's sentence (for an uncertain one, first that it may or may not have arrived),
 /// then LINE's words.
 pub fn problem_english(p: &Problem, uncertain: bool) -> String {

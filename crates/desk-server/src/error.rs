@@ -1,5 +1,5 @@
 //! One error type for every handler: JSON `{"error": {"code", "message"}}` with a fitting
-//! status (contract.md). Internal details go to the log, not to the client.
+//! status (docs/interface.md). Internal details go to the log, not to the client.
 //!
 //! An error an agent may see also carries `key` (a locale key) and `args` (its placeholders):
 //! `message` is the English text of that key (`locales/en.yml`), and the UI shows the key in

@@ -13,9 +13,11 @@ pub mod fetcher;
 pub mod health;
 pub mod i18n;
 pub mod images;
+pub mod input;
 pub mod line_settings;
 pub mod media_files;
 pub mod metrics;
+pub mod page;
 pub mod passwords;
 pub mod security;
 pub mod sender;
@@ -46,7 +48,7 @@ pub struct Config {
     pub line_data_api_base: String,
     /// Dates and times shown to agents, and the From/To day boundaries.
     pub time_zone: chrono_tz::Tz,
-    /// Written into the LINE settings at start when set (contract.md).
+    /// Written into the LINE settings at start when set (docs/interface.md).
     pub line_channel_secret: Option<String>,
     pub line_channel_access_token: Option<String>,
     pub line_mode: Option<String>,
@@ -67,7 +69,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults of contract.md, for a desk listening on `listen`.
+    /// The defaults of docs/interface.md, for a desk listening on `listen`.
     pub fn new(data_dir: PathBuf, listen: &str) -> Config {
         Config {
             data_dir,

@@ -1,13 +1,20 @@
 //! The LINE設定 values (S2): mode, Channel Secret and Channel Access Token. They live in the
 //! settings table; this cache keeps the hot path (signature check on every webhook) off
 //! the database and holds the LINE client built from the token. Secrets are never logged.
+//!
+//! Saving them ([`apply`]) and the connection test ([`check`]) are here too, so the
+//! LINE設定 page and `PUT /api/v1/settings/line` do the same thing.
 
 use std::sync::{Arc, RwLock};
 
 use desk_core::delivery::Mode;
 use desk_store::Store;
 
-use crate::Config;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiResult;
+use crate::{ApiError, AppState, Config};
 
 pub const KEY_MODE: &str = "line.mode";
 /// Stored encrypted (desk_store::secrets).
@@ -129,7 +136,7 @@ impl LineSettings {
 
 /// Several instances: settings saved through another instance (or before a gap in the
 /// change feed) are reloaded here, so mode and token are the same everywhere.
-pub async fn follow_changes(st: crate::AppState) {
+pub async fn follow_changes(st: AppState) {
     use desk_store::Change;
     use tokio::sync::broadcast::error::RecvError;
     let mut rx = st.store.notifier.subscribe();
@@ -141,6 +148,107 @@ pub async fn follow_changes(st: crate::AppState) {
         };
         if reload && let Err(e) = st.line.reload(&st.store).await {
             tracing::error!(%e, "could not reload the LINE settings");
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SaveBody {
+    pub mode: Option<String>,
+    pub channel_secret: Option<String>,
+    pub channel_access_token: Option<String>,
+    /// Absent: unchanged; empty: no confirmation.
+    #[serde(default)]
+    pub passcode_reply: Option<String>,
+    #[serde(default)]
+    pub passcode_reply_push: Option<bool>,
+}
+
+/// The longest confirmation text: one LINE text object (desk_core::planner::MAX_TEXT_UNITS).
+const MAX_PASSCODE_REPLY_UNITS: usize = 1_000;
+
+/// Saves what was given; empty fields keep the stored secrets (the form shows "No update").
+pub async fn apply(st: &AppState, body: SaveBody) -> ApiResult<()> {
+    let now = st.now_ms();
+    let before = st.line.current().mode;
+    let mode = match body
+        .mode
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        Some(m) => Some(m.parse::<Mode>().map_err(|_| {
+            ApiError::localized(
+                axum::http::StatusCode::BAD_REQUEST,
+                "bad_request",
+                "line_settings.error.mode",
+                vec![("mode", m.to_owned())],
+            )
+        })?),
+        None => None,
+    };
+    if let Some(text) = &body.passcode_reply
+        && desk_core::planner::text_units(text.trim()) > MAX_PASSCODE_REPLY_UNITS
+    {
+        return Err(ApiError::localized(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_request",
+            "line_settings.error.passcode_reply",
+            vec![("max", MAX_PASSCODE_REPLY_UNITS.to_string())],
+        ));
+    }
+    if let Some(text) = &body.passcode_reply {
+        st.store
+            .set_setting(KEY_PASSCODE_REPLY, text.trim(), now)
+            .await?;
+    }
+    if let Some(on) = body.passcode_reply_push {
+        let v = if on { "on" } else { "off" };
+        st.store
+            .set_setting(KEY_PASSCODE_REPLY_PUSH, v, now)
+            .await?;
+    }
+    if let Some(m) = mode {
+        st.store.set_setting(KEY_MODE, m.as_str(), now).await?;
+    }
+    for (key, value) in [
+        (KEY_SECRET, &body.channel_secret),
+        (KEY_TOKEN, &body.channel_access_token),
+    ] {
+        if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            st.store.set_secret_setting(key, v, now).await?;
+        }
+    }
+    st.line
+        .reload(&st.store)
+        .await
+        .map_err(ApiError::internal)?;
+    if before == Mode::Reply && mode == Some(Mode::Push) {
+        // Reply → Push: what was kept unsent goes out now, by push (M1, M2).
+        st.store.wake_outbox(now).await?;
+        st.outbox_wakeup.notify_one();
+    }
+    tracing::info!(
+        mode = st.line.current().mode.as_str(),
+        "LINE settings saved"
+    );
+    Ok(())
+}
+
+/// Checks the stored access token against LINE's bot info API.
+pub async fn check(st: &AppState) -> Value {
+    let Some(client) = st.line.current().client.clone() else {
+        return json!({"ok": false, "code": "no_token", "error": "no Channel Access Token is set"});
+    };
+    match client.bot_info().await {
+        Ok(bot) => {
+            json!({"ok": true, "bot": {"display_name": bot.display_name, "basic_id": bot.basic_id,
+                                             "user_id": bot.user_id}})
+        }
+        Err(line_api::LineError::Unauthorized) => json!({"ok": false, "code": "unauthorized",
+            "error": "LINE refused the Channel Access Token: copy it again (or issue a new one) in the LINE Developers console"}),
+        Err(e) => {
+            json!({"ok": false, "code": "unreachable", "error": format!("could not reach LINE: {e}")})
         }
     }
 }

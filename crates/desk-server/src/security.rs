@@ -84,8 +84,8 @@ pub async fn check_host(State(st): State<AppState>, req: Request, next: Next) ->
             .and_then(|v| v.to_str().ok()),
     );
     let ctx =
-        crate::ui::PageCtx::anonymous(locale, crate::i18n::I18n::t(locale, "common.error.title"));
-    crate::ui::error_page(StatusCode::MISDIRECTED_REQUEST, ctx, "sec.host.refused")
+        crate::page::PageCtx::anonymous(locale, crate::i18n::I18n::t(locale, "common.error.title"));
+    crate::page::error_page(StatusCode::MISDIRECTED_REQUEST, ctx, "sec.host.refused")
 }
 
 /// The request's host name (without port): the `Host` header, or the URI's authority

@@ -1,4 +1,4 @@
-//! Login sessions of the agent UI (design.md: small and written here).
+//! Login sessions of the agent UI, small and written here (no session crate).
 //!
 //! - The cookie `linedesk_session` holds a random 256-bit token; the `sessions` table keeps
 //!   only its SHA-256, the session's CSRF token and when it ends.
@@ -133,6 +133,11 @@ pub async fn lookup(st: &AppState, token: &str) -> ApiResult<Option<Session>> {
         expires_at,
     }))
 }
+
+/// The user of a request authenticated by a valid API token: looked up once, by the CSRF
+/// layer (which lets such requests through), and kept in the request for the extractors.
+#[derive(Clone, Debug)]
+pub struct TokenUser(pub UserRow);
 
 /// The session resolved for this request, kept in its extensions so the CSRF layer and
 /// the extractors look it up once.

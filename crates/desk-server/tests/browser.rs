@@ -4,7 +4,8 @@
 //! customers write through the emulator, agents click in the browser.
 //!
 //! Every test runs on SQLite; the main flows run on PostgreSQL too. The screenshot test
-//! writes `docs/screenshots/chat-list.png` and `chat-detail.png`.
+//! takes `chat-list.png` and `chat-detail.png` (into `docs/screenshots/` with
+//! `UPDATE_SCREENSHOTS=1`: `common::browser::screenshots_dir`).
 
 mod common;
 

@@ -3,8 +3,8 @@
 //! customer's ID and name in LINEチャット一覧 (L1, L3, V1), and a passcode issued on the
 //! customer page, sent from the emulator, linking the open chat live (L2, B2).
 //!
-//! The SQLite run of the passcode test writes `docs/screenshots/customer-detail.png` and
-//! `customer-link.png`.
+//! The SQLite run of the passcode test takes `customer-detail.png` and `customer-link.png`
+//! (into `docs/screenshots/` with `UPDATE_SCREENSHOTS=1`).
 
 mod common;
 

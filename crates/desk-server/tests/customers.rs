@@ -1,4 +1,4 @@
-//! Customers through the JSON API (contract.md), on SQLite and PostgreSQL, with the LINE
+//! Customers through the JSON API (docs/interface.md), on SQLite and PostgreSQL, with the LINE
 //! emulator playing the customers: search, edit and history, delete, linking by the API
 //! (L1) and by a passcode sent from LINE (L2), and the chat list's customer filters (V1).
 

@@ -425,8 +425,8 @@ async fn a_thousand_messages_through_both_instances_are_each_delivered_exactly_o
                 .await
                 .unwrap()
         {
-            if m.direction == "out" {
-                assert_eq!(m.delivery, "sent");
+            if m.direction == desk_core::Direction::Out {
+                assert_eq!(m.delivery, desk_core::Delivery::Sent);
                 *by_via
                     .entry(m.sent_via.clone().unwrap_or_default())
                     .or_default() += 1;

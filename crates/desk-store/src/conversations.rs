@@ -1,5 +1,8 @@
 //! The chat list (spec V1) and one chat's header (V2).
 
+use desk_core::ConversationStatus;
+
+use crate::sql::escape_like;
 use crate::{Change, Result, Store, on_db};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -10,7 +13,8 @@ pub struct ConversationRow {
     pub picture_url: Option<String>,
     pub profile_state: String,
     pub blocked: bool,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ConversationStatus,
     pub agent_id: Option<i64>,
     pub agent_login: Option<String>,
     pub agent_name: Option<String>,
@@ -27,13 +31,13 @@ pub struct ConversationRow {
 #[derive(Clone, Debug, Default)]
 pub struct ConversationFilter {
     pub customer_id: Option<i64>,
-    /// Part of the linked customer's name (compared by [`crate::customers::name_key`]).
+    /// Part of the linked customer's name (compared by [`desk_core::normalize::name_key`]).
     pub customer_name: Option<String>,
     /// Digits of the linked customer's phone number (hyphens already removed).
     pub phone_digits: Option<String>,
     /// Linked to a customer (登録済) or not (未登録).
     pub registered: Option<bool>,
-    pub status: Option<String>,
+    pub status: Option<ConversationStatus>,
     /// The login, or part of the name, of the agent the list shows for the chat: its handler,
     /// or (not in progress) its last handler.
     pub agent: Option<String>,
@@ -80,7 +84,7 @@ impl Store {
             if let Some(name) = &f.customer_name {
                 // A subquery, not a filter on the joined row: SQLite then finds the few
                 // matching customers first instead of probing one per chat (docs/benchmarks.md).
-                let key = crate::customers::name_key(name);
+                let key = desk_core::normalize::name_key(name);
                 q.push(" AND c.customer_id IN (SELECT id FROM customers WHERE name_key LIKE ")
                     .push_bind(format!("%{}%", escape_like(&key))).push(" ESCAPE '\\')");
             }
@@ -94,7 +98,7 @@ impl Store {
                 None => {}
             }
             if let Some(s) = &f.status {
-                q.push(" AND c.status = ").push_bind(s.clone());
+                q.push(" AND c.status = ").push_bind(s.as_str());
             }
             if let Some(a) = &f.agent {
                 // The agent the 対応中エージェント column shows: the holder, or the last handler
@@ -121,18 +125,6 @@ impl Store {
             on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM conversations").fetch_one(p).await)?,
         )
     }
-}
-
-/// `%` and `_` typed by a user are literal characters, not wildcards.
-pub(crate) fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// What came of pressing a status button.
@@ -193,6 +185,7 @@ impl Store {
         let Some((from, holder)) = before else {
             return Ok(StatusOutcome::NotFound);
         };
+        let from: S = crate::decode(from)?;
         // Admins may release a held chat, but never take it over in one step.
         let admin_override = actor_is_admin && to != S::InProgress;
         let sql = match to {
@@ -223,9 +216,9 @@ impl Store {
             });
         }
         let released =
-            from == "in_progress" && holder.is_some_and(|h| h != actor_id) && to != S::InProgress;
+            from == S::InProgress && holder.is_some_and(|h| h != actor_id) && to != S::InProgress;
         if to != S::InProgress && unsent == crate::outbox::UnsentChoice::Cancel {
-            let was_holder = from == "in_progress" && holder == Some(actor_id);
+            let was_holder = from == S::InProgress && holder == Some(actor_id);
             Store::cancel_waiting_in_tx(
                 &mut tx,
                 conversation_id,
@@ -240,7 +233,7 @@ impl Store {
         crate::exec_tx!(&mut tx, c => sqlx::query(
             "INSERT INTO conversation_log (conversation_id, actor_id, action, from_status, to_status, at)
              VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(conversation_id).bind(actor_id).bind(action).bind(&from).bind(to.as_str()).bind(now_ms))?;
+            .bind(conversation_id).bind(actor_id).bind(action).bind(from.as_str()).bind(to.as_str()).bind(now_ms))?;
         tx.announce([Change::Conversation {
             id: conversation_id,
         }]);

@@ -18,11 +18,11 @@
 //! locked with `FOR UPDATE`; SQLite's write transactions are serialised anyway.
 
 use desk_core::customer_code::format_code;
-use desk_core::normalize::fold_width;
+use desk_core::normalize::name_key;
 use desk_core::passcode::{self, Passcode};
 use serde_json::json;
 
-use crate::conversations::escape_like;
+use crate::sql::escape_like;
 use crate::{Change, Result, Store, StoreError, Tx, TxInner, exec_tx, on_db, on_tx, secrets};
 
 /// A customer as stored (`tags` is a JSON array of strings).
@@ -76,7 +76,7 @@ pub struct CustomerPatch {
 #[derive(Clone, Debug, Default)]
 pub struct CustomerFilter {
     pub id: Option<i64>,
-    /// Part of the name, as typed (compared by [`name_key`]).
+    /// Part of the name, as typed (compared by [`desk_core::normalize::name_key`]).
     pub name: Option<String>,
     /// Part of the phone number's digits.
     pub phone_digits: Option<String>,
@@ -116,7 +116,8 @@ pub struct LinkedChat {
     pub conversation_id: i64,
     pub line_user_id: String,
     pub display_name: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: desk_core::ConversationStatus,
     pub last_message_at: i64,
 }
 
@@ -191,17 +192,6 @@ const PASSCODE_LOCK_KEY: i64 = 0x6c64_7061_7373;
 
 /// Fields a history `updated` row may name, in display order.
 pub const FIELDS: [&str; 5] = ["name", "phone", "email", "notes", "tags"];
-
-/// How a name is compared in searches: full-width ASCII folded, lower case, spaces
-/// dropped. "山田花子", "山田 花子" and "山田　花子" are the same key; kana and kanji are
-/// compared as typed (no reading conversion).
-pub fn name_key(s: &str) -> String {
-    fold_width(s)
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
 
 /// Tags as shown in the history: `VIP, 要注意`.
 pub fn tags_text(tags: &[String]) -> String {
@@ -917,18 +907,4 @@ async fn link_in_tx(
         id: conversation_id,
     }]);
     Ok(LinkOutcome::Linked { previous })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn name_keys_ignore_width_case_and_spaces() {
-        assert_eq!(name_key("山田 花子"), "山田花子");
-        assert_eq!(name_key("山田　花子"), "山田花子");
-        assert_eq!(name_key(" Ｙａｍａｄａ Hanako "), "yamadahanako");
-        assert_eq!(name_key("やまだ"), "やまだ");
-        assert_ne!(name_key("ヤマダ"), name_key("やまだ"));
-    }
 }

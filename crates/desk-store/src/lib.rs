@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod secrets;
 pub mod sessions;
 pub mod settings;
+mod sql;
 pub mod users;
 
 use std::path::Path;
@@ -108,6 +109,13 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A text column read into one of desk-core's enums outside a `FromRow` (where
+/// `#[sqlx(try_from = "String")]` does it): a value no enum knows is a decode error, like a
+/// row's would be.
+pub(crate) fn decode<T: TryFrom<String, Error = desk_core::UnknownValue>>(s: String) -> Result<T> {
+    T::try_from(s).map_err(|e| StoreError::Sqlx(sqlx::Error::Decode(Box::new(e))))
+}
 
 #[derive(Clone, Debug)]
 pub enum Db {

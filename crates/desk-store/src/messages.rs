@@ -6,7 +6,8 @@ use crate::{Result, Store, on_db};
 pub struct MessageRow {
     pub id: i64,
     pub conversation_id: i64,
-    pub direction: String,
+    #[sqlx(try_from = "String")]
+    pub direction: desk_core::Direction,
     pub kind: String,
     pub text: Option<String>,
     pub payload: Option<String>,
@@ -17,7 +18,8 @@ pub struct MessageRow {
     pub agent_id: Option<i64>,
     pub agent_login: Option<String>,
     pub agent_name: Option<String>,
-    pub delivery: String,
+    #[sqlx(try_from = "String")]
+    pub delivery: desk_core::Delivery,
     pub delivery_error: Option<String>,
     pub sent_via: Option<String>,
     /// When the agent wrote it, or the desk received it.

@@ -36,7 +36,7 @@ pub struct NewOutgoing<'a> {
 /// Why the desk refused to take a message: the writer does not hold the chat (C4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotHandler {
-    pub status: String,
+    pub status: desk_core::ConversationStatus,
     pub agent_id: Option<i64>,
 }
 
@@ -171,6 +171,7 @@ impl Store {
                     "SELECT status, agent_id FROM conversations WHERE id = $1")
                     .bind(conversation_id).fetch_optional(c).await)?;
                 let (status, agent_id) = row.ok_or(crate::StoreError::NotFound)?;
+                let status = crate::decode(status)?;
                 return Ok(Err(NotHandler { status, agent_id }));
             };
             exec_tx!(&mut tx, c => sqlx::query(
@@ -227,7 +228,7 @@ impl Store {
                 is_admin: actor_is_admin,
             };
             return Ok(match outbox_state.as_deref() {
-                _ if direction != "out" => CancelOutcome::NotWaiting,
+                _ if direction != desk_core::Direction::Out.as_str() => CancelOutcome::NotWaiting,
                 None => CancelOutcome::NotWaiting,
                 Some(_) if !desk_core::status::may_cancel(&actor, author, &state) => {
                     CancelOutcome::NotAllowed
@@ -297,6 +298,7 @@ impl Store {
                  WHERE m.id = $1")
                 .bind(message_id).fetch_optional(c).await)?;
             let (status, agent_id) = row.ok_or(crate::StoreError::NotFound)?;
+            let status = crate::decode(status)?;
             return Ok(Err(NotHandler { status, agent_id }));
         };
         exec_tx!(&mut tx, c => sqlx::query(

@@ -8,8 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+use desk_core::normalize::name_key;
 use desk_store::conversations::ConversationFilter;
-use desk_store::customers::{CustomerFilter, name_key};
+use desk_store::customers::CustomerFilter;
 use desk_store::{Store, exec_db, on_db, testing};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -303,7 +304,7 @@ async fn customer_filters_with_100k_customers_and_chats() {
                 "chat list, 未登録 + 未読".into(),
                 ConversationFilter {
                     registered: Some(false),
-                    status: Some("unread".into()),
+                    status: Some(desk_core::ConversationStatus::Unread),
                     ..Default::default()
                 },
             ),

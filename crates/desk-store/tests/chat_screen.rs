@@ -289,7 +289,7 @@ async fn done_with_cancel_takes_back_what_waits_and_keep_leaves_it_for_the_next_
         let all = s.history(conv, 0, i64::MAX, true).await.unwrap();
         let marks: Vec<&str> = all
             .iter()
-            .filter(|m| m.direction == "out")
+            .filter(|m| m.direction == desk_core::Direction::Out)
             .map(|m| m.delivery.as_str())
             .collect();
         assert_eq!(

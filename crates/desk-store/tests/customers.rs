@@ -556,7 +556,7 @@ async fn a_passcode_sent_from_line_links_once() {
         let msgs = s.messages_between(conv.id, 0, i64::MAX).await.unwrap();
         assert_eq!(msgs.len(), 2, "{b}");
         assert_eq!(msgs[0].text.as_deref(), Some(wide.as_str()));
-        assert_eq!(msgs[1].direction, "system");
+        assert_eq!(msgs[1].direction, desk_core::Direction::System);
         assert_eq!(
             msgs[1].text.as_deref(),
             Some(format!("#C{id} 山田 花子 と関連付けました").as_str())

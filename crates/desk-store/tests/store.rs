@@ -77,7 +77,7 @@ async fn a_redelivered_event_is_stored_once() {
         assert_eq!(msgs[0].text.as_deref(), Some("こんにちは"));
         // The event's timestamp is the message's time, not when the desk received it.
         assert_eq!(msgs[0].created_at, 1_000);
-        assert_eq!(msgs[0].delivery, "received");
+        assert_eq!(msgs[0].delivery, desk_core::Delivery::Received);
     }
 }
 
@@ -102,13 +102,18 @@ async fn a_done_chat_turns_unread_on_a_new_customer_message() {
             .await
             .unwrap();
         let conv = s.conversation_by_line_user("Uc").await.unwrap().unwrap();
-        assert_eq!(conv.status, "unread");
+        assert_eq!(conv.status, desk_core::ConversationStatus::Unread);
         exec_db!(&s.db, p => sqlx::query("UPDATE conversations SET status = 'done' WHERE id = $1").bind(conv.id)).unwrap();
         s.ingest(&[text_event("E2", "Uc", "m2", "two", 2_000)], 2_000)
             .await
             .unwrap();
         let conv = s.conversation(conv.id).await.unwrap().unwrap();
-        assert_eq!(conv.status, "unread", "{}", backend(&s));
+        assert_eq!(
+            conv.status,
+            desk_core::ConversationStatus::Unread,
+            "{}",
+            backend(&s)
+        );
         // An in-progress chat stays with its agent.
         exec_db!(&s.db, p => sqlx::query("UPDATE conversations SET status = 'in_progress' WHERE id = $1").bind(conv.id)).unwrap();
         s.ingest(&[text_event("E3", "Uc", "m3", "three", 3_000)], 3_000)
@@ -116,7 +121,7 @@ async fn a_done_chat_turns_unread_on_a_new_customer_message() {
             .unwrap();
         assert_eq!(
             s.conversation(conv.id).await.unwrap().unwrap().status,
-            "in_progress"
+            desk_core::ConversationStatus::InProgress
         );
     }
 }
@@ -218,7 +223,7 @@ async fn the_list_is_newest_first_filters_and_pages() {
         assert_eq!(page3.len(), 5, "{}", backend(&s));
 
         let by_status = ConversationFilter {
-            status: Some("in_progress".into()),
+            status: Some(desk_core::ConversationStatus::InProgress),
             limit: 50,
             ..Default::default()
         };

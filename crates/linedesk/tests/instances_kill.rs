@@ -5,34 +5,16 @@
 //! whose request died with the instance is delivered once or was never taken, and every
 //! webhook answered 200 is stored.
 
+mod common;
+
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Desk;
 use desk_store::Store;
 use desk_store::users::Role;
 use line_emulator::{Emulator, Endpoint, Fault};
 use serde_json::json;
-
-struct Desk {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Desk {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn start_desk(
     dir: &std::path::Path,
@@ -40,18 +22,10 @@ async fn start_desk(
     emulator_url: &str,
     emu: &line_emulator::Config,
 ) -> Desk {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_linedesk"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("LINEDESK_DATABASE_URL", db_url)
-        .env("LINEDESK_PUBLIC_URL", &url)
+    let port = common::free_port();
+    let mut cmd = common::serve(port, dir);
+    cmd.env("LINEDESK_DATABASE_URL", db_url)
+        .env("LINEDESK_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
         .env("LINEDESK_LINE_API_BASE", emulator_url)
         .env("LINEDESK_LINE_DATA_API_BASE", emulator_url)
         .env("LINEDESK_LINE_CHANNEL_SECRET", &emu.channel_secret)
@@ -64,22 +38,8 @@ async fn start_desk(
         .env(
             desk_store::secrets::KEY_ENV,
             desk_store::testing::test_keys().key.unwrap(),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let desk = Desk { child, url };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", desk.url)).await
-            && r.status() == 200
-        {
-            return desk;
-        }
-        assert!(Instant::now() < deadline, "the desk did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        );
+    common::start(cmd, port, Duration::from_secs(30)).await
 }
 
 /// What became of one agent message's request.
@@ -222,15 +182,7 @@ async fn an_instance_killed_mid_way_loses_nothing_and_sends_nothing_twice() {
     while in_flight().await == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let pid = a.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = a.child.wait();
+    common::kill9(&mut a);
     let killed_at = Instant::now();
     emulator.set_webhook_url(&format!("{}/line", b.url));
     for i in 0..10 {
@@ -289,9 +241,9 @@ async fn an_instance_killed_mid_way_loses_nothing_and_sends_nothing_twice() {
         let rows = store.messages_between(*conv, 0, i64::MAX).await.unwrap();
         let sent: Vec<String> = rows
             .iter()
-            .filter(|m| m.direction == "out")
+            .filter(|m| m.direction == desk_core::Direction::Out)
             .map(|m| {
-                assert_eq!(m.delivery, "sent", "{m:?}");
+                assert_eq!(m.delivery, desk_core::Delivery::Sent, "{m:?}");
                 m.text.clone().unwrap()
             })
             .collect();

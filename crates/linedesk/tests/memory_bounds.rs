@@ -10,11 +10,13 @@
 //! No timing is asserted: the bound is on memory, and `/line` must answer, however slowly
 //! the shared machine runs. Each test runs on SQLite and on PostgreSQL.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{Desk, free_port};
 use desk_store::Store;
 use desk_store::users::Role;
 use line_emulator::Emulator;
@@ -22,26 +24,6 @@ use serde_json::{Value, json};
 
 /// The resident memory the desk must stay under during the attacks.
 const RSS_BOUND_MB: u64 = 300;
-
-struct Desk {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Desk {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `VmRSS` of a process, in kB.
 fn rss_kb(pid: u32) -> u64 {
@@ -121,38 +103,16 @@ async fn setup(postgres: bool) -> Setup {
     let token = store.create_api_token(agent, 0).await.unwrap();
     drop(store);
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_linedesk"));
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-    ])
-    .arg(dir.path())
-    .env("LINEDESK_LINE_API_BASE", &emulator_url)
-    .env("LINEDESK_LINE_DATA_API_BASE", &emulator_url)
-    .env("LINEDESK_LINE_CHANNEL_SECRET", "memory-secret")
-    .env("LINEDESK_LINE_CHANNEL_ACCESS_TOKEN", "memory-token")
-    .env("RUST_LOG", "error")
-    .stdout(Stdio::null());
+    let mut cmd = common::serve(port, dir.path());
+    cmd.env("LINEDESK_LINE_API_BASE", &emulator_url)
+        .env("LINEDESK_LINE_DATA_API_BASE", &emulator_url)
+        .env("LINEDESK_LINE_CHANNEL_SECRET", "memory-secret")
+        .env("LINEDESK_LINE_CHANNEL_ACCESS_TOKEN", "memory-token")
+        .env("RUST_LOG", "error");
     if let Some(u) = &database_url {
         cmd.env("LINEDESK_DATABASE_URL", u);
     }
-    let desk = Desk {
-        child: cmd.spawn().unwrap(),
-        url,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", desk.url)).await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the desk did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let desk = common::start(cmd, port, Duration::from_secs(30)).await;
     emulator.set_webhook_url(&format!("{}/line", desk.url));
     Setup {
         desk,

@@ -3,76 +3,24 @@
 //! once (push, thanks to its retry key) or shown as uncertain (a reply in flight: the reply
 //! API has no retry key, so it is never resent blindly).
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Desk, free_port, kill9};
 use desk_store::Store;
 use desk_store::users::Role;
 use line_emulator::{Emulator, Endpoint, Fault};
 use serde_json::{Value, json};
 
-struct Desk {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Desk {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start_desk(dir: &std::path::Path, port: u16, emulator_url: &str, mode: &str) -> Desk {
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_linedesk"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("LINEDESK_LINE_API_BASE", emulator_url)
+    let mut cmd = common::serve(port, dir);
+    cmd.env("LINEDESK_LINE_API_BASE", emulator_url)
         .env("LINEDESK_LINE_DATA_API_BASE", emulator_url)
         .env("LINEDESK_LINE_CHANNEL_SECRET", "restart-secret")
         .env("LINEDESK_LINE_CHANNEL_ACCESS_TOKEN", "restart-token")
-        .env("LINEDESK_LINE_MODE", mode)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let desk = Desk { child, url };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", desk.url)).await
-            && r.status() == 200
-        {
-            return desk;
-        }
-        assert!(Instant::now() < deadline, "the desk did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn kill9(desk: &mut Desk) {
-    let pid = desk.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = desk.child.wait();
+        .env("LINEDESK_LINE_MODE", mode);
+    common::start(cmd, port, Duration::from_secs(20)).await
 }
 
 async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {

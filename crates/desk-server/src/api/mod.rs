@@ -1,4 +1,4 @@
-//! The JSON API under `/api/v1` (contract.md; B4).
+//! The JSON API under `/api/v1` (docs/interface.md; B4).
 
 pub mod conversations;
 pub mod customers;

@@ -359,10 +359,7 @@ async fn may_send(st: &AppState, conversation_id: i64, agent_id: i64) -> ApiResu
         .await?
         .ok_or_else(not_found)?;
     let state = ConversationState {
-        status: conv
-            .status
-            .parse::<ConversationStatus>()
-            .map_err(ApiError::internal)?,
+        status: conv.status,
         agent_id: conv.agent_id,
         started_at: conv.started_at,
     };
@@ -382,8 +379,8 @@ async fn may_send(st: &AppState, conversation_id: i64, agent_id: i64) -> ApiResu
 /// 409: only the handling agent of an in-progress chat may send (C4). The message names
 /// who holds it; the UI shows it.
 pub async fn not_handler(st: &AppState, e: NotHandler) -> ApiError {
-    match (e.status.as_str(), e.agent_id) {
-        ("in_progress", Some(agent)) => held_by(st, agent).await,
+    match (e.status, e.agent_id) {
+        (ConversationStatus::InProgress, Some(agent)) => held_by(st, agent).await,
         _ => ApiError::localized(
             StatusCode::CONFLICT,
             "not_in_progress",

@@ -7,18 +7,15 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use desk_core::Mode;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
+use crate::AppState;
 use crate::auth::AdminUser;
 use crate::error::ApiResult;
-use crate::line_settings::{
-    KEY_MODE, KEY_PASSCODE_REPLY, KEY_PASSCODE_REPLY_PUSH, KEY_SECRET, KEY_TOKEN,
-};
+use crate::line_settings::{SaveBody, apply, check};
 use crate::metrics::signature_report;
 use crate::time::rfc3339;
-use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -89,89 +86,6 @@ async fn show(State(st): State<AppState>, _admin: AdminUser) -> ApiResult<Json<L
     Ok(Json(view(&st).await?))
 }
 
-#[derive(Deserialize)]
-pub struct SaveBody {
-    pub mode: Option<String>,
-    pub channel_secret: Option<String>,
-    pub channel_access_token: Option<String>,
-    /// Absent: unchanged; empty: no confirmation.
-    #[serde(default)]
-    pub passcode_reply: Option<String>,
-    #[serde(default)]
-    pub passcode_reply_push: Option<bool>,
-}
-
-/// The longest confirmation text: one LINE text object (desk_core::planner::MAX_TEXT_UNITS).
-const MAX_PASSCODE_REPLY_UNITS: usize = 1_000;
-
-/// Saves what was given; empty fields keep the stored secrets (the form shows "No update").
-pub async fn apply(st: &AppState, body: SaveBody) -> ApiResult<()> {
-    let now = st.now_ms();
-    let before = st.line.current().mode;
-    let mode = match body
-        .mode
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-    {
-        Some(m) => Some(m.parse::<Mode>().map_err(|_| {
-            ApiError::localized(
-                axum::http::StatusCode::BAD_REQUEST,
-                "bad_request",
-                "line_settings.error.mode",
-                vec![("mode", m.to_owned())],
-            )
-        })?),
-        None => None,
-    };
-    if let Some(text) = &body.passcode_reply
-        && desk_core::planner::text_units(text.trim()) > MAX_PASSCODE_REPLY_UNITS
-    {
-        return Err(ApiError::localized(
-            axum::http::StatusCode::BAD_REQUEST,
-            "bad_request",
-            "line_settings.error.passcode_reply",
-            vec![("max", MAX_PASSCODE_REPLY_UNITS.to_string())],
-        ));
-    }
-    if let Some(text) = &body.passcode_reply {
-        st.store
-            .set_setting(KEY_PASSCODE_REPLY, text.trim(), now)
-            .await?;
-    }
-    if let Some(on) = body.passcode_reply_push {
-        let v = if on { "on" } else { "off" };
-        st.store
-            .set_setting(KEY_PASSCODE_REPLY_PUSH, v, now)
-            .await?;
-    }
-    if let Some(m) = mode {
-        st.store.set_setting(KEY_MODE, m.as_str(), now).await?;
-    }
-    for (key, value) in [
-        (KEY_SECRET, &body.channel_secret),
-        (KEY_TOKEN, &body.channel_access_token),
-    ] {
-        if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            st.store.set_secret_setting(key, v, now).await?;
-        }
-    }
-    st.line
-        .reload(&st.store)
-        .await
-        .map_err(ApiError::internal)?;
-    if before == Mode::Reply && mode == Some(Mode::Push) {
-        // Reply → Push: what was kept unsent goes out now, by push (M1, M2).
-        st.store.wake_outbox(now).await?;
-        st.outbox_wakeup.notify_one();
-    }
-    tracing::info!(
-        mode = st.line.current().mode.as_str(),
-        "LINE settings saved"
-    );
-    Ok(())
-}
-
 async fn save(
     State(st): State<AppState>,
     _admin: AdminUser,
@@ -179,24 +93,6 @@ async fn save(
 ) -> ApiResult<Json<LineSettingsView>> {
     apply(&st, body).await?;
     Ok(Json(view(&st).await?))
-}
-
-/// Checks the stored access token against LINE's bot info API.
-pub async fn check(st: &AppState) -> Value {
-    let Some(client) = st.line.current().client.clone() else {
-        return json!({"ok": false, "code": "no_token", "error": "no Channel Access Token is set"});
-    };
-    match client.bot_info().await {
-        Ok(bot) => {
-            json!({"ok": true, "bot": {"display_name": bot.display_name, "basic_id": bot.basic_id,
-                                             "user_id": bot.user_id}})
-        }
-        Err(line_api::LineError::Unauthorized) => json!({"ok": false, "code": "unauthorized",
-            "error": "LINE refused the Channel Access Token: copy it again (or issue a new one) in the LINE Developers console"}),
-        Err(e) => {
-            json!({"ok": false, "code": "unreachable", "error": format!("could not reach LINE: {e}")})
-        }
-    }
 }
 
 async fn test_connection(State(st): State<AppState>, _admin: AdminUser) -> Json<Value> {

@@ -1,8 +1,8 @@
-//! The JSON shapes of contract.md, built from store rows.
+//! The JSON shapes of docs/interface.md, built from store rows.
 
 use chrono_tz::Tz;
-use desk_core::Delivery;
 use desk_core::customer_code::format_code;
+use desk_core::{ConversationStatus, Delivery, Direction};
 use desk_store::conversations::ConversationRow;
 use desk_store::messages::MessageRow;
 use serde::Serialize;
@@ -32,7 +32,7 @@ pub struct ConversationView {
     /// LINE's display name; null until the profile is fetched (show the user id meanwhile).
     pub display_name: Option<String>,
     pub picture_url: Option<String>,
-    pub status: String,
+    pub status: ConversationStatus,
     pub agent: Option<AgentView>,
     pub customer: Option<CustomerRef>,
     pub started_at: Option<String>,
@@ -81,7 +81,7 @@ impl ConversationView {
 pub struct MessageView {
     pub id: i64,
     pub conversation_id: i64,
-    pub direction: String,
+    pub direction: Direction,
     #[serde(rename = "type")]
     pub kind: String,
     pub text: Option<String>,
@@ -99,13 +99,13 @@ pub struct MessageView {
     pub delivered_at: Option<String>,
     /// One press of 送信 (a text and its images) shares a group: the id of its first message.
     pub group_id: i64,
-    /// `received` | `sent` | `unsent` (waiting: 未送信) | `failed` (contract.md) | `cancelled`
+    /// `received` | `sent` | `unsent` (waiting: 未送信) | `failed` (docs/interface.md) | `cancelled`
     /// (取消: taken back while it waited; never sent).
     pub delivery: String,
     /// The exact state: as `delivery`, but `uncertain` where LINE may or may not have
     /// delivered a reply (shown as failed, with a resend button).
-    pub delivery_state: String,
-    /// Why delivery failed, in English, then LINE's own words (contract.md).
+    pub delivery_state: Delivery,
+    /// Why delivery failed, in English, then LINE's own words (docs/interface.md).
     pub delivery_error: Option<String>,
     /// The same as codes: `{code, status, line_message}` (`line_message`: LINE's words).
     pub delivery_problem: Option<desk_core::delivery::Problem>,
@@ -137,7 +137,7 @@ impl MessageView {
 
     pub fn new(m: MessageRow, tz: Tz) -> MessageView {
         let problem = crate::delivery_view::problem(&m);
-        let delivery = m.delivery.parse::<Delivery>();
+
         let agent = match (m.agent_id, m.agent_login, m.agent_name) {
             (Some(id), Some(login), Some(name)) => Some(AgentView { id, login, name }),
             _ => None,
@@ -156,12 +156,9 @@ impl MessageView {
             created_at: rfc3339(m.created_at, tz),
             delivered_at: m.sent_at.map(|t| rfc3339(t, tz)),
             group_id: m.send_group,
-            delivery: delivery
-                .as_ref()
-                .map(|d| d.api_str().to_owned())
-                .unwrap_or_else(|_| m.delivery.clone()),
+            delivery: m.delivery.api_str().to_owned(),
             delivery_error: problem.as_ref().map(|p| {
-                crate::delivery_view::problem_english(p, delivery == Ok(Delivery::Uncertain))
+                crate::delivery_view::problem_english(p, m.delivery == Delivery::Uncertain)
             }),
             delivery_problem: problem,
             waiting_reason: None,

@@ -12,21 +12,20 @@ use askama::Template;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use chrono::{Duration, NaiveDate};
-use desk_core::Delivery;
 use desk_core::customer_code::{format_code, parse_code_query};
+use desk_core::{ConversationStatus, Delivery, Direction};
 use desk_store::conversations::ConversationRow;
 use desk_store::messages::MessageRow;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{PageCtx, error_page, render};
 use crate::AppState;
-use crate::api::conversations::ListQuery;
-use crate::auth::{PageUser, percent_encode};
+use crate::auth::percent_encode;
+use crate::input::chat_list::ListQuery;
+use crate::page::{PageCtx, PageError, PageResult, PageUser, render};
 use crate::time::{date_of, day_start_ms, parse_date, short};
 
 pub fn router() -> Router<AppState> {
@@ -113,7 +112,7 @@ pub struct RowView {
     blocked: bool,
     customer_code: String,
     customer_name: String,
-    status: String,
+    status: ConversationStatus,
     agent: String,
     /// The agent holds the chat now (in progress), rather than having handled it last.
     agent_is_current: bool,
@@ -132,7 +131,7 @@ impl RowView {
             blocked: c.blocked,
             customer_code: c.customer_id.map(format_code).unwrap_or_default(),
             customer_name: c.customer_name.unwrap_or_default(),
-            agent_is_current: c.status == "in_progress",
+            agent_is_current: c.status == ConversationStatus::InProgress,
             status: c.status,
             agent: c.agent_name.unwrap_or_default(),
             started_at: c.started_at.map(|t| short(t, tz)).unwrap_or_default(),
@@ -142,17 +141,44 @@ impl RowView {
     }
 
     fn status_key(&self) -> String {
-        status_key(&self.status)
+        status_key(self.status)
     }
 }
 
-/// [`PageCtx::tf`] with one placeholder, callable from templates (askama passes an
-/// array argument by reference).
-fn tf1(ctx: &PageCtx, key: &str, name: &str, value: impl std::fmt::Display) -> String {
-    ctx.tf(key, [(name, value.to_string().as_str())])
+/// A line the desk itself wrote into a chat (a `messages` row with direction `system`),
+/// shown in the viewer's language. Today: `customer_linked`, after a LINE passcode linked
+/// the chat ("#C15 山田花子 と関連付けました").
+pub struct SystemLine {
+    event: String,
+    code: String,
+    name: String,
+    /// The stored text (Japanese), for events this build does not know.
+    text: String,
 }
 
-fn status_key(status: &str) -> String {
+impl SystemLine {
+    pub fn new(details: &serde_json::Value, text: Option<&str>) -> SystemLine {
+        let s = |k: &str| details[k].as_str().unwrap_or_default().to_owned();
+        SystemLine {
+            event: s("event"),
+            code: s("customer_code"),
+            name: s("customer_name"),
+            text: text.unwrap_or_default().to_owned(),
+        }
+    }
+
+    pub fn render(&self, ctx: &PageCtx) -> String {
+        match self.event.as_str() {
+            "customer_linked" => ctx.tf(
+                "customers.system.linked",
+                [("code", self.code.as_str()), ("name", self.name.as_str())],
+            ),
+            _ => self.text.clone(),
+        }
+    }
+}
+
+fn status_key(status: ConversationStatus) -> String {
     format!("common.status.{status}")
 }
 
@@ -190,7 +216,7 @@ struct ListRows {
 }
 
 /// The rows, paging links and any error of the list with these filters.
-async fn load_rows(st: &AppState, ctx: &PageCtx, p: &ListParams) -> Result<ListRows, Response> {
+async fn load_rows(st: &AppState, ctx: &PageCtx, p: &ListParams) -> Result<ListRows, PageError> {
     let base = p.query();
     let rows_href = if p.after.trim().is_empty() {
         format!("/chats/rows?{base}")
@@ -221,11 +247,7 @@ async fn load_rows(st: &AppState, ctx: &PageCtx, p: &ListParams) -> Result<ListR
             return Ok(out);
         }
     };
-    let rows = st
-        .store
-        .list_conversations(&filter)
-        .await
-        .map_err(|e| crate::ApiError::from(e).into_response())?;
+    let rows = st.store.list_conversations(&filter).await?;
     if rows.len() as i64 == filter.limit
         && let Some(last) = rows.last()
     {
@@ -244,13 +266,10 @@ async fn list_page(
     page: PageUser,
     State(st): State<AppState>,
     Query(p): Query<ListParams>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.title");
-    let r = match load_rows(&st, &ctx, &p).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    render(&ListPage {
+    let r = load_rows(&st, &ctx, &p).await?;
+    Ok(render(&ListPage {
         ctx,
         p,
         rows: r.rows,
@@ -259,7 +278,7 @@ async fn list_page(
         first_href: r.first_href,
         rows_href: r.rows_href,
         filtered: r.filtered,
-    })
+    }))
 }
 
 /// The list's results alone, for live refreshes.
@@ -267,12 +286,9 @@ async fn list_rows(
     page: PageUser,
     State(st): State<AppState>,
     Query(p): Query<ListParams>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.title");
-    match load_rows(&st, &ctx, &p).await {
-        Ok(r) => render(&r),
-        Err(resp) => resp,
-    }
+    Ok(render(&load_rows(&st, &ctx, &p).await?))
 }
 
 // ---- the detail (V2) ------------------------------------------------------------------
@@ -286,7 +302,7 @@ pub struct HeadView {
     blocked: bool,
     line_user_id: String,
     customer: Option<String>,
-    status: String,
+    status: ConversationStatus,
     agent: String,
     agent_is_current: bool,
     started_at: String,
@@ -301,7 +317,7 @@ pub struct HeadView {
     /// An admin viewing another agent's chat: 未読/完了 release it, 対応中 stays off.
     admin_release: bool,
     /// `reply` | `push`.
-    mode: &'static str,
+    mode: desk_core::Mode,
     /// Reply mode: when the newest unused reply token stops being usable (unix ms), 0 if none.
     reply_until: i64,
     window_secs: i64,
@@ -327,7 +343,7 @@ impl HeadView {
         facts: HeadFacts,
     ) -> HeadView {
         let (name, name_is_id) = display_name(&c);
-        let in_progress = c.status == "in_progress";
+        let in_progress = c.status == ConversationStatus::InProgress;
         let mine = in_progress && c.agent_id == Some(me);
         let agent = c.agent_name.clone().unwrap_or_default();
         let started_at = c.started_at.map(|t| short(t, tz)).unwrap_or_default();
@@ -380,7 +396,7 @@ impl HeadView {
             lock_notice,
             status_locked: held_by_other && !me_admin,
             admin_release: held_by_other && me_admin,
-            mode: facts.mode.as_str(),
+            mode: facts.mode,
             reply_until: facts.reply_until.unwrap_or(0),
             window_secs: facts.window_ms / 1000,
             waiting: facts.waiting,
@@ -388,7 +404,7 @@ impl HeadView {
     }
 
     fn is_push(&self) -> bool {
-        self.mode == desk_core::Mode::Push.as_str()
+        self.mode == desk_core::Mode::Push
     }
 }
 
@@ -464,7 +480,7 @@ pub struct MsgView {
     /// The press of 送信 it belongs to.
     group: i64,
     /// A line the desk wrote itself (direction `system`, e.g. a passcode link).
-    system: Option<super::customers::SystemLine>,
+    system: Option<SystemLine>,
 }
 
 /// What every message of a history needs to be shown to this viewer.
@@ -560,8 +576,8 @@ impl MsgView {
                 }
             }
         };
-        let incoming = m.direction == "in";
-        let outgoing = m.direction == "out";
+        let incoming = m.direction == Direction::In;
+        let outgoing = m.direction == Direction::Out;
         let from_desk = outgoing && m.agent_id.is_none();
         let wait_reason = crate::delivery_view::wait_reason(&m, f.mode, &f.state, f.now_ms)
             .map(|r| match r {
@@ -611,8 +627,8 @@ impl MsgView {
             id: m.id,
             times_title,
             incoming,
-            system: (m.direction == "system")
-                .then(|| super::customers::SystemLine::new(&details, m.text.as_deref())),
+            system: (m.direction == Direction::System)
+                .then(|| SystemLine::new(&details, m.text.as_deref())),
             body,
             agent: if from_desk {
                 ctx.t("chats.msg.desk").to_owned()
@@ -624,7 +640,7 @@ impl MsgView {
             delivered: m.sent_at.map(|t| short(t, tz)).unwrap_or_default(),
             written: short(m.created_at, tz),
             // An unknown mark (a newer version's) shows as a customer's: no badge.
-            delivery: m.delivery.parse().unwrap_or(Delivery::Received),
+            delivery: m.delivery,
             wait_reason,
             problem: problem
                 .as_ref()
@@ -775,31 +791,20 @@ async fn load_head(
     page: &PageUser,
     ctx: &PageCtx,
     id: i64,
-) -> Result<HeadView, Response> {
-    let c = match st.store.conversation(id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Err(error_page(
-                StatusCode::NOT_FOUND,
-                ctx.clone(),
-                "common.error.not_found",
-            ));
-        }
-        Err(e) => return Err(crate::ApiError::from(e).into_response()),
-    };
+) -> Result<HeadView, PageError> {
+    let c = st
+        .store
+        .conversation(id)
+        .await?
+        .ok_or(PageError::NotFound("common.error.not_found"))?;
     let now = st.now_ms();
     let window = st.reply_window_ms();
-    let internal = |e: desk_store::StoreError| crate::ApiError::from(e).into_response();
-    let newest = st
-        .store
-        .newest_reply_token_at(id, now - window)
-        .await
-        .map_err(internal)?;
+    let newest = st.store.newest_reply_token_at(id, now - window).await?;
     let facts = HeadFacts {
         mode: st.line.current().mode,
         reply_until: newest.map(|at| at + window).filter(|until| *until > now),
         window_ms: window,
-        waiting: st.store.waiting_count(id).await.map_err(internal)?,
+        waiting: st.store.waiting_count(id).await?,
     };
     let user = page.user();
     Ok(HeadView::new(
@@ -818,24 +823,18 @@ async fn load_history(
     ctx: &PageCtx,
     id: i64,
     range: &Range,
-) -> Result<Vec<MsgView>, Response> {
+) -> Result<Vec<MsgView>, PageError> {
     let tz = st.config.time_zone;
     let now = st.now_ms();
     let (from, to) = range.bounds_ms(tz);
-    let internal = |e: desk_store::StoreError| crate::ApiError::from(e).into_response();
     let state = st
         .store
         .send_context(id)
-        .await
-        .map_err(internal)?
+        .await?
         .map(|c| c.state)
         .unwrap_or_default();
     // In the order the customer saw them; what still waits last (when the range reaches now).
-    let rows = st
-        .store
-        .history(id, from, to, to > now)
-        .await
-        .map_err(internal)?;
+    let rows = st.store.history(id, from, to, to > now).await?;
     let user = page.user();
     let facts = HistoryFacts {
         ctx,
@@ -856,19 +855,13 @@ async fn detail_page(
     State(st): State<AppState>,
     Path(id): Path<i64>,
     Query(p): Query<RangeParams>,
-) -> Response {
+) -> PageResult {
     let mut ctx = page.ctx_t("chats.detail.title");
-    let head = match load_head(&st, &page, &ctx, id).await {
-        Ok(h) => h,
-        Err(resp) => return resp,
-    };
+    let head = load_head(&st, &page, &ctx, id).await?;
     ctx.title = format!("{} - {}", head.name, ctx.t("chats.detail.title"));
     let tz = st.config.time_zone;
     let range = Range::parse(&p, st.now_ms(), tz);
-    let msgs = match load_history(&st, &page, &ctx, id, &range).await {
-        Ok(m) => m,
-        Err(resp) => return resp,
-    };
+    let msgs = load_history(&st, &page, &ctx, id, &range).await?;
     // Live refreshes ask for what the page shows: the typed range, or (none typed) the
     // default range as of the refresh, so a page left open past midnight keeps up.
     let history_href = if range.error || (p.from.trim().is_empty() && p.to.trim().is_empty()) {
@@ -876,7 +869,7 @@ async fn detail_page(
     } else {
         format!("/chats/{id}/history?from={}&to={}", range.from, range.to)
     };
-    render(&DetailPage {
+    Ok(render(&DetailPage {
         ctx,
         head,
         msgs,
@@ -884,19 +877,17 @@ async fn detail_page(
         to: range.to.to_string(),
         range_error: range.error,
         history_href,
-    })
+    }))
 }
 
 async fn detail_header(
     page: PageUser,
     State(st): State<AppState>,
     Path(id): Path<i64>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.detail.title");
-    match load_head(&st, &page, &ctx, id).await {
-        Ok(head) => render(&HeaderFragment { ctx, head }),
-        Err(resp) => resp,
-    }
+    let head = load_head(&st, &page, &ctx, id).await?;
+    Ok(render(&HeaderFragment { ctx, head }))
 }
 
 async fn detail_history(
@@ -904,13 +895,11 @@ async fn detail_history(
     State(st): State<AppState>,
     Path(id): Path<i64>,
     Query(p): Query<RangeParams>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.detail.title");
     let range = Range::parse(&p, st.now_ms(), st.config.time_zone);
-    match load_history(&st, &page, &ctx, id, &range).await {
-        Ok(msgs) => render(&HistoryFragment { ctx, msgs }),
-        Err(resp) => resp,
-    }
+    let msgs = load_history(&st, &page, &ctx, id, &range).await?;
+    Ok(render(&HistoryFragment { ctx, msgs }))
 }
 
 /// How long after it arrived a customer message still rings (a page opened later, or a
@@ -924,15 +913,14 @@ async fn notice(
     page: PageUser,
     State(st): State<AppState>,
     Path((id, message_id)): Path<(i64, i64)>,
-) -> Response {
+) -> PageResult {
     let ctx = page.ctx_t("chats.title");
     let (m, c) = match (
-        st.store.message(message_id).await,
-        st.store.conversation(id).await,
+        st.store.message(message_id).await?,
+        st.store.conversation(id).await?,
     ) {
-        (Ok(Some(m)), Ok(Some(c))) if m.conversation_id == id => (m, c),
-        (Ok(_), Ok(_)) => return StatusCode::NOT_FOUND.into_response(),
-        (Err(e), _) | (_, Err(e)) => return crate::ApiError::from(e).into_response(),
+        (Some(m), Some(c)) if m.conversation_id == id => (m, c),
+        _ => return Err(PageError::NotFound("common.error.not_found")),
     };
     let (name, _) = display_name(&c);
     let body = match (m.kind.as_str(), m.text.as_deref()) {
@@ -940,13 +928,13 @@ async fn notice(
         (kind, _) => format!("[{}]", ctx.t(&MsgView::kind_key(kind))),
     };
     let v = json!({
-        "incoming": m.direction == "in",
+        "incoming": m.direction == Direction::In,
         "fresh": st.now_ms() - m.created_at < NOTICE_FRESH_MS,
         "title": ctx.tf("chats.notify.title", [("name", name.as_str())]),
         "body": body,
         "url": format!("/chats/{id}"),
     });
-    ([(axum::http::header::CACHE_CONTROL, "no-store")], Json(v)).into_response()
+    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(v)).into_response())
 }
 
 #[cfg(test)]

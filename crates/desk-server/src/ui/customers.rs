@@ -11,7 +11,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use chrono::DateTime;
 use chrono_tz::Tz;
@@ -22,14 +22,15 @@ use desk_store::customers::{
 };
 use serde::Deserialize;
 
-use super::{PageCtx, error_page, render, render_status};
-use crate::api::customers::{
-    HISTORY_LIMIT, InputError, SearchQuery, clean_email, clean_fields, clean_name, clean_notes,
-    clean_phone, clean_tags, passcode_expiry, split_tags,
+use crate::AppState;
+use crate::auth::percent_encode;
+use crate::input::InputError;
+use crate::input::customers::{
+    HISTORY_LIMIT, SearchQuery, clean_email, clean_fields, clean_name, clean_notes, clean_phone,
+    clean_tags, passcode_expiry, split_tags,
 };
-use crate::auth::{PageUser, percent_encode};
+use crate::page::{PageCtx, PageError, PageResult, PageUser, render, render_status};
 use crate::time::short;
-use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -50,50 +51,6 @@ const PAGE_SIZE: i64 = 50;
 /// Rows of the 顧客 dialog's result list: a short page, paged with ‹ › like the manual's
 /// dialog ("1 - 10 / 35").
 const LINK_PAGE_SIZE: i64 = 10;
-
-fn internal(e: impl Into<ApiError>) -> Response {
-    e.into().into_response()
-}
-
-/// [`PageCtx::tf`] with one placeholder, callable from templates.
-pub fn tf1(ctx: &PageCtx, key: &str, name: &str, value: impl std::fmt::Display) -> String {
-    ctx.tf(key, [(name, value.to_string().as_str())])
-}
-
-// ---- the chat's system lines ----------------------------------------------------------
-
-/// A line the desk itself wrote into a chat (a `messages` row with direction `system`),
-/// shown in the viewer's language. Today: `customer_linked`, after a LINE passcode linked
-/// the chat ("#C15 山田花子 と関連付けました").
-pub struct SystemLine {
-    event: String,
-    code: String,
-    name: String,
-    /// The stored text (Japanese), for events this build does not know.
-    text: String,
-}
-
-impl SystemLine {
-    pub fn new(details: &serde_json::Value, text: Option<&str>) -> SystemLine {
-        let s = |k: &str| details[k].as_str().unwrap_or_default().to_owned();
-        SystemLine {
-            event: s("event"),
-            code: s("customer_code"),
-            name: s("customer_name"),
-            text: text.unwrap_or_default().to_owned(),
-        }
-    }
-
-    pub fn render(&self, ctx: &PageCtx) -> String {
-        match self.event.as_str() {
-            "customer_linked" => ctx.tf(
-                "customers.system.linked",
-                [("code", self.code.as_str()), ("name", self.name.as_str())],
-            ),
-            _ => self.text.clone(),
-        }
-    }
-}
 
 // ---- shared views ---------------------------------------------------------------------
 
@@ -176,25 +133,51 @@ pub struct SearchPage {
     prev_href: Option<String>,
 }
 
-/// Runs a search for the page at `base_path` (`/customers`, `/chats/3/customer`): one page,
-/// or the input's error key.
+impl SearchPage {
+    fn empty() -> SearchPage {
+        SearchPage {
+            rows: Vec::new(),
+            range: String::new(),
+            next_href: None,
+            prev_href: None,
+        }
+    }
+}
+
+/// What a search gave: a page of results, or the locale key of why the search as typed
+/// cannot run (shown above an empty list).
+enum Searched {
+    Found(SearchPage),
+    Refused(&'static str),
+}
+
+impl Searched {
+    /// The page to show and the error above it.
+    fn shown(self) -> (SearchPage, Option<&'static str>) {
+        match self {
+            Searched::Found(page) => (page, None),
+            Searched::Refused(key) => (SearchPage::empty(), Some(key)),
+        }
+    }
+}
+
+/// Runs a search for the page at `base_path` (`/customers`, `/chats/3/customer`).
 async fn search(
     st: &AppState,
     ctx: &PageCtx,
     p: &SearchParams,
     limit: i64,
     base_path: &str,
-) -> Result<Result<SearchPage, &'static str>, Response> {
+) -> Result<Searched, PageError> {
     let filter = match p.query().to_filter(limit) {
         Ok(f) => f,
-        Err(e) => return Ok(Err(e.key)),
+        Err(e) => return Ok(Searched::Refused(e.key)),
     };
-    let rows = st.store.list_customers(&filter).await.map_err(internal)?;
+    let rows = st.store.list_customers(&filter).await?;
     let (total, before) = st
         .store
         .count_customers(&filter, rows.first().map(|r| r.id))
-        .await
-        .map_err(internal)?;
+        .await?;
     let shown_to = before + rows.len() as i64;
     let base = p.query_string();
     let sep = if base.is_empty() { "" } else { "&" };
@@ -219,9 +202,9 @@ async fn search(
         )
     };
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let chats = st.store.linked_chats(&ids).await.map_err(internal)?;
+    let chats = st.store.linked_chats(&ids).await?;
     let tz = st.config.time_zone;
-    Ok(Ok(SearchPage {
+    Ok(Searched::Found(SearchPage {
         rows: rows
             .into_iter()
             .map(|r| CustomerLine::new(r, &chats, tz))
@@ -278,20 +261,9 @@ struct ListPage {
     form_error: Option<&'static str>,
 }
 
-async fn list(st: &AppState, page: &PageUser, p: SearchParams) -> Result<ListPage, Response> {
+async fn list(st: &AppState, page: &PageUser, p: SearchParams) -> Result<ListPage, PageError> {
     let ctx = page.ctx_t("customers.title");
-    let (found, error) = match search(st, &ctx, &p, PAGE_SIZE, "/customers").await? {
-        Ok(found) => (found, None),
-        Err(key) => (
-            SearchPage {
-                rows: Vec::new(),
-                range: String::new(),
-                next_href: None,
-                prev_href: None,
-            },
-            Some(key),
-        ),
-    };
+    let (found, error) = search(st, &ctx, &p, PAGE_SIZE, "/customers").await?.shown();
     let ok = match p.msg.as_str() {
         "deleted" => Some("customers.msg.deleted"),
         _ => None,
@@ -315,11 +287,8 @@ async fn list_page(
     page: PageUser,
     State(st): State<AppState>,
     Query(p): Query<SearchParams>,
-) -> Response {
-    match list(&st, &page, p).await {
-        Ok(l) => render(&l),
-        Err(resp) => resp,
-    }
+) -> PageResult {
+    Ok(render(&list(&st, &page, p).await?))
 }
 
 /// 顧客の新規登録: to the new customer's detail page.
@@ -327,7 +296,7 @@ async fn create(
     page: PageUser,
     State(st): State<AppState>,
     Form(form): Form<CustomerForm>,
-) -> Response {
+) -> PageResult {
     let fields = clean_fields(
         &form.name,
         &form.phone,
@@ -338,26 +307,18 @@ async fn create(
     let fields = match fields {
         Ok(f) => f,
         Err(e) => {
-            let mut l = match list(&st, &page, SearchParams::default()).await {
-                Ok(l) => l,
-                Err(resp) => return resp,
-            };
+            let mut l = list(&st, &page, SearchParams::default()).await?;
             l.form = form;
             l.form_error = Some(e.key);
-            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &l);
+            return Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &l));
         }
     };
-    match st
+    let id = st
         .store
         .create_customer(&fields, Some(page.user().id), st.now_ms())
-        .await
-    {
-        Ok(id) => {
-            tracing::info!(agent = %page.user().login, customer = id, "customer created");
-            Redirect::to(&format!("/customers/{id}?msg=created")).into_response()
-        }
-        Err(e) => internal(e),
-    }
+        .await?;
+    tracing::info!(agent = %page.user().login, customer = id, "customer created");
+    Ok(Redirect::to(&format!("/customers/{id}?msg=created")).into_response())
 }
 
 // ---- 顧客詳細 ---------------------------------------------------------------------------
@@ -367,7 +328,7 @@ pub struct ChatLine {
     conversation_id: i64,
     name: String,
     line_user_id: String,
-    status: String,
+    status: desk_core::ConversationStatus,
 }
 
 impl ChatLine {
@@ -472,28 +433,14 @@ fn local_input(ms: i64, tz: Tz) -> String {
 }
 
 /// The detail page of customer `id`, or the 404 page.
-async fn detail(st: &AppState, page: &PageUser, id: i64) -> Result<DetailPage, Response> {
+async fn detail(st: &AppState, page: &PageUser, id: i64) -> Result<DetailPage, PageError> {
     let ctx = page.ctx_t("customers.detail.title");
-    let c = match st.store.customer(id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Err(error_page(
-                StatusCode::NOT_FOUND,
-                ctx,
-                "customers.error.not_found",
-            ));
-        }
-        Err(e) => return Err(internal(e)),
-    };
+    let c = st.store.customer(id).await?.ok_or(NOT_FOUND)?;
     let tz = st.config.time_zone;
     let now = st.now_ms();
-    let chats = st.store.linked_chats(&[id]).await.map_err(internal)?;
-    let passcode = st.store.active_passcode(id).await.map_err(internal)?;
-    let history = st
-        .store
-        .customer_history(id, HISTORY_LIMIT)
-        .await
-        .map_err(internal)?;
+    let chats = st.store.linked_chats(&[id]).await?;
+    let passcode = st.store.active_passcode(id).await?;
+    let history = st.store.customer_history(id, HISTORY_LIMIT).await?;
     let mut ctx = ctx;
     ctx.title = format!(
         "{} {} - {}",
@@ -556,11 +503,8 @@ async fn detail_page(
     State(st): State<AppState>,
     Path(id): Path<i64>,
     Query(q): Query<MsgQuery>,
-) -> Response {
-    let mut d = match detail(&st, &page, id).await {
-        Ok(d) => d,
-        Err(resp) => return resp,
-    };
+) -> PageResult {
+    let mut d = detail(&st, &page, id).await?;
     match q.msg.as_str() {
         "created" => {
             d.ok_text = Some(
@@ -574,11 +518,22 @@ async fn detail_page(
         "unlinked" => d.ok = Some("customers.msg.unlinked"),
         _ => {}
     }
-    render(&d)
+    Ok(render(&d))
 }
 
-fn back(id: i64, msg: &str) -> Response {
-    Redirect::to(&format!("/customers/{id}?msg={msg}")).into_response()
+fn back(id: i64, msg: &str) -> PageResult {
+    Ok(Redirect::to(&format!("/customers/{id}?msg={msg}")).into_response())
+}
+
+/// The customer is gone (deleted meanwhile, or a wrong link).
+const NOT_FOUND: PageError = PageError::NotFound("customers.error.not_found");
+
+/// The store's "no such customer" as the customer 404 page.
+fn missing(e: StoreError) -> PageError {
+    match e {
+        StoreError::NotFound => NOT_FOUND,
+        other => other.into(),
+    }
 }
 
 /// 変更を保存.
@@ -587,7 +542,7 @@ async fn save(
     State(st): State<AppState>,
     Path(id): Path<i64>,
     Form(form): Form<CustomerForm>,
-) -> Response {
+) -> PageResult {
     let checked = (|| -> Result<CustomerPatch, InputError> {
         Ok(CustomerPatch {
             name: Some(clean_name(&form.name)?),
@@ -600,49 +555,28 @@ async fn save(
     let patch = match checked {
         Ok(p) => p,
         Err(e) => {
-            let mut d = match detail(&st, &page, id).await {
-                Ok(d) => d,
-                Err(resp) => return resp,
-            };
+            let mut d = detail(&st, &page, id).await?;
             d.form = form;
             d.error = Some(e.key);
-            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &d);
+            return Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &d));
         }
     };
-    match st
+    let changed = st
         .store
         .update_customer(id, &patch, Some(page.user().id), st.now_ms())
         .await
-    {
-        Ok(0) => back(id, "unchanged"),
-        Ok(_) => back(id, "saved"),
-        Err(StoreError::NotFound) => not_found(&page),
-        Err(e) => internal(e),
-    }
-}
-
-fn not_found(page: &PageUser) -> Response {
-    error_page(
-        StatusCode::NOT_FOUND,
-        page.ctx_t("common.error.title"),
-        "customers.error.not_found",
-    )
+        .map_err(missing)?;
+    back(id, if changed == 0 { "unchanged" } else { "saved" })
 }
 
 /// 削除する (the form asks for confirmation first).
-async fn delete(page: PageUser, State(st): State<AppState>, Path(id): Path<i64>) -> Response {
-    match st
-        .store
+async fn delete(page: PageUser, State(st): State<AppState>, Path(id): Path<i64>) -> PageResult {
+    st.store
         .delete_customer(id, Some(page.user().id), st.now_ms())
         .await
-    {
-        Ok(()) => {
-            tracing::info!(agent = %page.user().login, customer = id, "customer deleted");
-            Redirect::to("/customers?msg=deleted").into_response()
-        }
-        Err(StoreError::NotFound) => not_found(&page),
-        Err(e) => internal(e),
-    }
+        .map_err(missing)?;
+    tracing::info!(agent = %page.user().login, customer = id, "customer deleted");
+    Ok(Redirect::to("/customers?msg=deleted").into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -657,32 +591,23 @@ async fn issue_passcode(
     State(st): State<AppState>,
     Path(id): Path<i64>,
     Form(form): Form<PasscodeForm>,
-) -> Response {
+) -> PageResult {
     let now = st.now_ms();
     let until = match passcode_expiry(Some(&form.valid_until), now, st.config.time_zone) {
         Ok(t) => t,
         Err(e) => {
-            let mut d = match detail(&st, &page, id).await {
-                Ok(d) => d,
-                Err(resp) => return resp,
-            };
+            let mut d = detail(&st, &page, id).await?;
             d.valid_until_value = form.valid_until;
             d.passcode_error = Some(e.key);
-            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &d);
+            return Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &d));
         }
     };
-    match st
-        .store
+    st.store
         .issue_passcode(id, Some(page.user().id), until, now)
         .await
-    {
-        Ok(_) => {
-            tracing::info!(agent = %page.user().login, customer = id, "LINE passcode issued");
-            back(id, "passcode")
-        }
-        Err(StoreError::NotFound) => not_found(&page),
-        Err(e) => internal(e),
-    }
+        .map_err(missing)?;
+    tracing::info!(agent = %page.user().login, customer = id, "LINE passcode issued");
+    back(id, "passcode")
 }
 
 /// 関連付けを解除 on the customer page.
@@ -690,21 +615,15 @@ async fn unlink_from_customer(
     page: PageUser,
     State(st): State<AppState>,
     Path((id, conversation_id)): Path<(i64, i64)>,
-) -> Response {
+) -> PageResult {
     // Only this customer's link: a stale page must not unlink someone else's.
-    match st.store.conversation(conversation_id).await {
-        Ok(Some(c)) if c.customer_id == Some(id) => {}
-        Ok(_) => return back(id, "unlinked"),
-        Err(e) => return internal(e),
+    let chat = st.store.conversation(conversation_id).await?;
+    if chat.is_some_and(|c| c.customer_id == Some(id)) {
+        st.store
+            .unlink_conversation(conversation_id, Some(page.user().id), st.now_ms())
+            .await?;
     }
-    match st
-        .store
-        .unlink_conversation(conversation_id, Some(page.user().id), st.now_ms())
-        .await
-    {
-        Ok(_) => back(id, "unlinked"),
-        Err(e) => internal(e),
-    }
+    back(id, "unlinked")
 }
 
 // ---- 顧客 (the chat's link dialog) ------------------------------------------------------
@@ -730,32 +649,17 @@ async fn link_view(
     page: &PageUser,
     chat_id: i64,
     p: SearchParams,
-) -> Result<LinkPage, Response> {
+) -> Result<LinkPage, PageError> {
     let ctx = page.ctx_t("customers.link.title");
-    let chat = match st.store.conversation(chat_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Err(error_page(
-                StatusCode::NOT_FOUND,
-                ctx,
-                "common.error.not_found",
-            ));
-        }
-        Err(e) => return Err(internal(e)),
-    };
+    let chat = st
+        .store
+        .conversation(chat_id)
+        .await?
+        .ok_or(PageError::NotFound("common.error.not_found"))?;
     let base_path = format!("/chats/{chat_id}/customer");
-    let (found, error) = match search(st, &ctx, &p, LINK_PAGE_SIZE, &base_path).await? {
-        Ok(found) => (found, None),
-        Err(key) => (
-            SearchPage {
-                rows: Vec::new(),
-                range: String::new(),
-                next_href: None,
-                prev_href: None,
-            },
-            Some(key),
-        ),
-    };
+    let (found, error) = search(st, &ctx, &p, LINK_PAGE_SIZE, &base_path)
+        .await?
+        .shown();
     let chat_name = chat
         .display_name
         .filter(|n| !n.trim().is_empty())
@@ -789,11 +693,8 @@ async fn link_page(
     State(st): State<AppState>,
     Path(id): Path<i64>,
     Query(p): Query<SearchParams>,
-) -> Response {
-    match link_view(&st, &page, id, p).await {
-        Ok(l) => render(&l),
-        Err(resp) => resp,
-    }
+) -> PageResult {
+    Ok(render(&link_view(&st, &page, id, p).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -815,7 +716,7 @@ async fn link(
     State(st): State<AppState>,
     Path(chat_id): Path<i64>,
     Form(form): Form<LinkForm>,
-) -> Response {
+) -> PageResult {
     let again = |error: &'static str| {
         let st = st.clone();
         let page = page.clone();
@@ -826,13 +727,9 @@ async fn link(
             ..Default::default()
         };
         async move {
-            match link_view(&st, &page, chat_id, p).await {
-                Ok(mut l) => {
-                    l.error = Some(error);
-                    render_status(StatusCode::UNPROCESSABLE_ENTITY, &l)
-                }
-                Err(resp) => resp,
-            }
+            let mut l = link_view(&st, &page, chat_id, p).await?;
+            l.error = Some(error);
+            Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &l))
         }
     };
     let Ok(customer_id) = form.customer_id.trim().parse::<i64>() else {
@@ -841,19 +738,14 @@ async fn link(
     match st
         .store
         .link_conversation(chat_id, customer_id, Some(page.user().id), st.now_ms())
-        .await
+        .await?
     {
-        Ok(LinkOutcome::Linked { .. } | LinkOutcome::Unchanged) => {
+        LinkOutcome::Linked { .. } | LinkOutcome::Unchanged => {
             tracing::info!(agent = %page.user().login, chat = chat_id, customer = customer_id, "LINE user linked");
-            Redirect::to(&format!("/chats/{chat_id}")).into_response()
+            Ok(Redirect::to(&format!("/chats/{chat_id}")).into_response())
         }
-        Ok(LinkOutcome::NoCustomer) => again("customers.error.not_found").await,
-        Ok(LinkOutcome::NoConversation) => error_page(
-            StatusCode::NOT_FOUND,
-            page.ctx_t("common.error.title"),
-            "common.error.not_found",
-        ),
-        Err(e) => internal(e),
+        LinkOutcome::NoCustomer => again("customers.error.not_found").await,
+        LinkOutcome::NoConversation => Err(PageError::NotFound("common.error.not_found")),
     }
 }
 
@@ -862,21 +754,16 @@ async fn unlink_from_chat(
     page: PageUser,
     State(st): State<AppState>,
     Path(chat_id): Path<i64>,
-) -> Response {
+) -> PageResult {
     match st
         .store
         .unlink_conversation(chat_id, Some(page.user().id), st.now_ms())
-        .await
+        .await?
     {
-        Ok(UnlinkOutcome::Unlinked { .. } | UnlinkOutcome::NotLinked) => {
-            Redirect::to(&format!("/chats/{chat_id}")).into_response()
+        UnlinkOutcome::Unlinked { .. } | UnlinkOutcome::NotLinked => {
+            Ok(Redirect::to(&format!("/chats/{chat_id}")).into_response())
         }
-        Ok(UnlinkOutcome::NoConversation) => error_page(
-            StatusCode::NOT_FOUND,
-            page.ctx_t("common.error.title"),
-            "common.error.not_found",
-        ),
-        Err(e) => internal(e),
+        UnlinkOutcome::NoConversation => Err(PageError::NotFound("common.error.not_found")),
     }
 }
 

@@ -7,16 +7,15 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{PageCtx, render};
-use crate::api::settings::{SaveBody, apply, check};
-use crate::auth::PageAdmin;
+use crate::AppState;
+use crate::line_settings::{SaveBody, apply, check};
 use crate::metrics::{passcode_report, signature_report};
+use crate::page::{PageAdmin, PageCtx, PageError, PageResult, render};
 use crate::time::short;
-use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -74,7 +73,7 @@ struct SaveForm {
     passcode_reply_push: Option<String>,
 }
 
-async fn page(st: &AppState, admin: &PageAdmin) -> Result<LinePage, ApiError> {
+async fn page(st: &AppState, admin: &PageAdmin) -> Result<LinePage, PageError> {
     let line = st.line.current();
     let tz = st.config.time_zone;
     let report = signature_report(st).await?;
@@ -108,7 +107,7 @@ async fn show(
     State(st): State<AppState>,
     admin: PageAdmin,
     Query(q): Query<MsgQuery>,
-) -> Result<Response, ApiError> {
+) -> PageResult {
     let mut p = page(&st, &admin).await?;
     p.saved = q.msg.as_deref() == Some("saved");
     Ok(render(&p))
@@ -118,7 +117,7 @@ async fn save(
     State(st): State<AppState>,
     admin: PageAdmin,
     Form(form): Form<SaveForm>,
-) -> Result<Response, ApiError> {
+) -> PageResult {
     let body = SaveBody {
         mode: Some(form.mode),
         channel_secret: Some(form.channel_secret),
@@ -136,11 +135,11 @@ async fn save(
             p.error = Some(e.message_in(p.ctx.locale));
             Ok(render(&p))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
-async fn test(State(st): State<AppState>, admin: PageAdmin) -> Result<Response, ApiError> {
+async fn test(State(st): State<AppState>, admin: PageAdmin) -> PageResult {
     let result = check(&st).await;
     let mut p = page(&st, &admin).await?;
     p.test = Some(if result["ok"] == true {

@@ -19,12 +19,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{PageCtx, render_status};
-use crate::auth::{PageUser, percent_encode, safe_next};
+use crate::AppState;
+use crate::auth::{percent_encode, safe_next};
 use crate::client_addr::client_key;
 use crate::i18n::{I18n, Locale};
+use crate::page::{PageCtx, PageError, PageResult, PageUser, render_status};
 use crate::session;
-use crate::{ApiError, AppState};
 use desk_core::login_throttle::{Scope, Verdict};
 
 pub fn router() -> Router<AppState> {
@@ -120,7 +120,7 @@ async fn login(
     headers: HeaderMap,
     connect: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     Form(form): Form<LoginForm>,
-) -> Response {
+) -> PageResult {
     let locale = page_locale(form.lang.as_deref(), &headers);
     let next = clean_next(form.next.as_deref());
     let login = form.login.trim().to_owned();
@@ -139,7 +139,7 @@ async fn login(
         );
         resp.headers_mut()
             .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
-        return resp;
+        return Ok(resp);
     };
 
     // 2. The throttle, reserving this attempt before the (slow) check.
@@ -149,10 +149,10 @@ async fn login(
     let reservation = match st
         .store
         .reserve_login(&login, &client, &limits, st.now_ms())
-        .await
+        .await?
     {
-        Ok(Ok(r)) => r,
-        Ok(Err(Verdict::Locked { scope, until_ms })) => {
+        Ok(r) => r,
+        Err(Verdict::Locked { scope, until_ms }) => {
             let wait_ms = (until_ms - st.now_ms()).max(1);
             let minutes = (wait_ms as u64).div_ceil(60_000).max(1).to_string();
             let key = if scope == Scope::Pair {
@@ -169,65 +169,52 @@ async fn login(
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(RETRY_AFTER, v);
             }
-            return resp;
+            return Ok(resp);
         }
-        Ok(Err(Verdict::Allow)) => unreachable!("an allowed attempt is reserved"),
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(Verdict::Allow) => unreachable!("an allowed attempt is reserved"),
     };
 
     // 3. The check (unknown and disabled users against a dummy hash: same time and memory).
-    let user = match st.store.user_by_login(&login).await {
-        Ok(u) => u,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
+    let user = st.store.user_by_login(&login).await?;
     let hash = match &user {
         Some(u) if !u.disabled => Some(u.password_hash.clone()),
         _ => None,
     };
     let verified = ticket.verify(form.password, hash).await;
     let user = user.filter(|_| verified);
-    if let Err(e) = st
-        .store
+    st.store
         .finish_login_with(reservation, user.is_some(), &limits, st.now_ms())
-        .await
-    {
-        return ApiError::from(e).into_response();
-    }
+        .await?;
     let Some(user) = user else {
         tracing::info!(login = %login, client = %client, "login failed");
-        return fail(
+        return Ok(fail(
             StatusCode::UNAUTHORIZED,
             I18n::t(locale, "login.failed").to_owned(),
-        );
+        ));
     };
-    let (_session, token) = match session::start(&st, user).await {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
+    let (_session, token) = session::start(&st, user).await?;
     tracing::info!(login = %login, client = %client, "logged in");
     let target = if next.is_empty() {
         "/chats".to_owned()
     } else {
         next
     };
-    (
+    Ok((
         [(SET_COOKIE, session::set_cookie(&st.config, &token))],
         Redirect::to(&target),
     )
-        .into_response()
+        .into_response())
 }
 
-async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = session::cookie_token(&headers)
-        && let Err(e) = st.store.delete_session(token).await
-    {
-        return ApiError::from(e).into_response();
+async fn logout(State(st): State<AppState>, headers: HeaderMap) -> PageResult {
+    if let Some(token) = session::cookie_token(&headers) {
+        st.store.delete_session(token).await?;
     }
-    (
+    Ok((
         [(SET_COOKIE, session::clear_cookie(&st.config))],
         Redirect::to("/login?bye=1"),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -241,16 +228,10 @@ async fn set_locale(
     State(st): State<AppState>,
     page: PageUser,
     Form(form): Form<LocaleForm>,
-) -> Response {
-    let Some(locale) = Locale::parse(&form.locale) else {
-        return ApiError::bad_request("locale must be ja or en").into_response();
-    };
-    if let Err(e) = st
-        .store
+) -> PageResult {
+    let locale = Locale::parse(&form.locale).ok_or(PageError::BadRequest("common.error.locale"))?;
+    st.store
         .set_user_locale(page.user().id, locale.as_str())
-        .await
-    {
-        return ApiError::from(e).into_response();
-    }
-    Redirect::to(&safe_next(form.next.as_deref())).into_response()
+        .await?;
+    Ok(Redirect::to(&safe_next(form.next.as_deref())).into_response())
 }

@@ -9,16 +9,15 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use desk_store::StoreError;
 use desk_store::users::{ApiTokenRow, Role, UserRow};
 use serde::Deserialize;
 
-use super::{PageCtx, error_page, render, render_status};
-use crate::auth::PageAdmin;
+use crate::AppState;
+use crate::page::{PageAdmin, PageCtx, PageError, PageResult, render, render_status};
 use crate::time::short;
-use crate::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -152,8 +151,8 @@ fn clean_name(name: &str) -> Option<String> {
     .then(|| name.to_owned())
 }
 
-async fn hash_password(st: &AppState, password: String) -> Result<String, ApiError> {
-    Ok(st.passwords.hash_for_admin(password).await)
+async fn hash_password(st: &AppState, password: String) -> String {
+    st.passwords.hash_for_admin(password).await
 }
 
 async fn list_page(
@@ -162,7 +161,7 @@ async fn list_page(
     ok: Option<String>,
     error: Option<&'static str>,
     form: &AddForm,
-) -> Result<UsersPage, ApiError> {
+) -> Result<UsersPage, PageError> {
     let me = admin.user().id;
     let users = st.store.list_users().await?;
     Ok(UsersPage {
@@ -180,7 +179,7 @@ async fn list(
     State(st): State<AppState>,
     admin: PageAdmin,
     Query(q): Query<MsgQuery>,
-) -> Result<Response, ApiError> {
+) -> PageResult {
     let ok = match (q.msg.as_deref(), q.id) {
         (Some("created"), Some(id)) => st.store.user_by_id(id).await?.map(|u| {
             admin
@@ -197,7 +196,7 @@ async fn add(
     State(st): State<AppState>,
     admin: PageAdmin,
     Form(form): Form<AddForm>,
-) -> Result<Response, ApiError> {
+) -> PageResult {
     let login = form.login.trim();
     let role = Role::parse(&form.role);
     let error = if !valid_login(login) {
@@ -219,7 +218,7 @@ async fn add(
         clean_name(&form.name).unwrap_or_default(),
         role.unwrap_or(Role::Agent),
     );
-    let hash = hash_password(&st, form.password.clone()).await?;
+    let hash = hash_password(&st, form.password.clone()).await;
     match st
         .store
         .create_user(login, &name, role, &hash, st.now_ms())
@@ -238,16 +237,11 @@ async fn add(
 }
 
 /// The target user, or the 404 page.
-async fn target(st: &AppState, admin: &PageAdmin, id: i64) -> Result<UserRow, Response> {
-    match st.store.user_by_id(id).await {
-        Ok(Some(u)) => Ok(u),
-        Ok(None) => Err(error_page(
-            StatusCode::NOT_FOUND,
-            admin.ctx_t("common.error.title"),
-            "users.error.not_found",
-        )),
-        Err(e) => Err(ApiError::from(e).into_response()),
-    }
+async fn target(st: &AppState, id: i64) -> Result<UserRow, PageError> {
+    st.store
+        .user_by_id(id)
+        .await?
+        .ok_or(PageError::NotFound("users.error.not_found"))
 }
 
 async fn edit_page(
@@ -256,7 +250,7 @@ async fn edit_page(
     user: &UserRow,
     ok: Option<&'static str>,
     error: Option<&'static str>,
-) -> Result<EditPage, ApiError> {
+) -> Result<EditPage, PageError> {
     let ctx = admin.ctx_t("users.edit.title");
     let heading = ctx.tf("users.edit.heading", [("login", user.login.as_str())]);
     let now = st.now_ms();
@@ -293,31 +287,25 @@ async fn edit(
     admin: PageAdmin,
     Path(id): Path<i64>,
     Query(q): Query<MsgQuery>,
-) -> Response {
-    let user = match target(&st, &admin, id).await {
-        Ok(user) => user,
-        Err(resp) => return resp,
-    };
-    match edit_page(&st, &admin, &user, msg_key(q.msg.as_deref()), None).await {
-        Ok(page) => render(&page),
-        Err(e) => e.into_response(),
-    }
+) -> PageResult {
+    let user = target(&st, id).await?;
+    let page = edit_page(&st, &admin, &user, msg_key(q.msg.as_deref()), None).await?;
+    Ok(render(&page))
 }
 
-fn back(id: i64, msg: &str) -> Response {
-    Redirect::to(&format!("/admin/users/{id}?msg={msg}")).into_response()
+fn back(id: i64, msg: &str) -> PageResult {
+    Ok(Redirect::to(&format!("/admin/users/{id}?msg={msg}")).into_response())
 }
 
+/// The edit page again, with a form's error (422).
 async fn form_error(
     st: &AppState,
     admin: &PageAdmin,
     user: &UserRow,
     key: &'static str,
-) -> Response {
-    match edit_page(st, admin, user, None, Some(key)).await {
-        Ok(page) => render_status(StatusCode::UNPROCESSABLE_ENTITY, &page),
-        Err(e) => e.into_response(),
-    }
+) -> PageResult {
+    let page = edit_page(st, admin, user, None, Some(key)).await?;
+    Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
 #[derive(Deserialize)]
@@ -334,11 +322,8 @@ async fn save(
     admin: PageAdmin,
     Path(id): Path<i64>,
     Form(form): Form<SaveForm>,
-) -> Response {
-    let user = match target(&st, &admin, id).await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
+) -> PageResult {
+    let user = target(&st, id).await?;
     let Some(name) = clean_name(&form.name) else {
         return form_error(&st, &admin, &user, "users.error.name_required").await;
     };
@@ -352,47 +337,31 @@ async fn save(
     if role != user.role() && user.id == admin.user().id {
         return form_error(&st, &admin, &user, "users.error.self").await;
     }
-    let result = async {
-        st.store.set_user_name(id, &name).await?;
-        if role != user.role() {
-            st.store.set_user_role(id, role).await?;
-        }
-        Ok::<_, StoreError>(())
+    st.store.set_user_name(id, &name).await?;
+    if role != user.role() {
+        st.store.set_user_role(id, role).await?;
     }
-    .await;
-    match result {
-        Ok(()) => {
-            tracing::info!(admin = %admin.user().login, login = %user.login, "user saved");
-            back(id, "saved")
-        }
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    tracing::info!(admin = %admin.user().login, login = %user.login, "user saved");
+    back(id, "saved")
 }
 
-async fn set_disabled(st: AppState, admin: PageAdmin, id: i64, disabled: bool) -> Response {
-    let user = match target(&st, &admin, id).await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
+async fn set_disabled(st: AppState, admin: PageAdmin, id: i64, disabled: bool) -> PageResult {
+    let user = target(&st, id).await?;
     if user.id == admin.user().id {
         return form_error(&st, &admin, &user, "users.error.self").await;
     }
-    if let Err(e) = st
-        .store
+    st.store
         .set_user_disabled_at(id, disabled, st.now_ms())
-        .await
-    {
-        return ApiError::from(e).into_response();
-    }
+        .await?;
     tracing::info!(admin = %admin.user().login, login = %user.login, disabled, "user state changed");
     back(id, if disabled { "disabled" } else { "enabled" })
 }
 
-async fn disable(State(st): State<AppState>, admin: PageAdmin, Path(id): Path<i64>) -> Response {
+async fn disable(State(st): State<AppState>, admin: PageAdmin, Path(id): Path<i64>) -> PageResult {
     set_disabled(st, admin, id, true).await
 }
 
-async fn enable(State(st): State<AppState>, admin: PageAdmin, Path(id): Path<i64>) -> Response {
+async fn enable(State(st): State<AppState>, admin: PageAdmin, Path(id): Path<i64>) -> PageResult {
     set_disabled(st, admin, id, false).await
 }
 
@@ -408,29 +377,17 @@ async fn reset_password(
     admin: PageAdmin,
     Path(id): Path<i64>,
     Form(form): Form<PasswordForm>,
-) -> Response {
-    let user = match target(&st, &admin, id).await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
+) -> PageResult {
+    let user = target(&st, id).await?;
     if form.new_password.chars().count() < MIN_PASSWORD_CHARS {
         return form_error(&st, &admin, &user, "users.error.password_short").await;
     }
-    let result = async {
-        let hash = hash_password(&st, form.new_password).await?;
-        st.store
-            .reset_password(id, &hash, Some(admin.session.id), st.now_ms())
-            .await?;
-        Ok::<_, ApiError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            tracing::info!(admin = %admin.user().login, login = %user.login, "password reset");
-            back(id, "password_reset")
-        }
-        Err(e) => e.into_response(),
-    }
+    let hash = hash_password(&st, form.new_password).await;
+    st.store
+        .reset_password(id, &hash, Some(admin.session.id), st.now_ms())
+        .await?;
+    tracing::info!(admin = %admin.user().login, login = %user.login, "password reset");
+    back(id, "password_reset")
 }
 
 /// Revokes one of the user's API tokens (it stops working at once, on every instance).
@@ -438,25 +395,13 @@ async fn revoke_token(
     State(st): State<AppState>,
     admin: PageAdmin,
     Path((id, token_id)): Path<(i64, i64)>,
-) -> Response {
-    let user = match target(&st, &admin, id).await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
-    let owned = match st.store.list_api_tokens(Some(user.id)).await {
-        Ok(tokens) => tokens.iter().any(|t| t.id == token_id),
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    if !owned {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            admin.ctx_t("common.error.title"),
-            "sec.tokens.not_found",
-        );
+) -> PageResult {
+    let user = target(&st, id).await?;
+    let tokens = st.store.list_api_tokens(Some(user.id)).await?;
+    if !tokens.iter().any(|t| t.id == token_id) {
+        return Err(PageError::NotFound("sec.tokens.not_found"));
     }
-    if let Err(e) = st.store.revoke_api_token(token_id, st.now_ms()).await {
-        return ApiError::from(e).into_response();
-    }
+    st.store.revoke_api_token(token_id, st.now_ms()).await?;
     tracing::info!(admin = %admin.user().login, login = %user.login, token = token_id, "API token revoked");
     back(id, "token_revoked")
 }
