@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 # One file descriptor per stream on both sides.
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SECRET=bench-secret
 DIR=$(mktemp -d /tmp/linedesk-live.XXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

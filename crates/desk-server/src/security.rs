@@ -103,7 +103,10 @@ pub fn host_refused(config: &crate::Config, headers: &HeaderMap, uri: &Uri) -> O
     let ctx =
         crate::ui::PageCtx::anonymous(locale, crate::i18n::I18n::t(locale, "common.error.title"));
     let mut resp = crate::ui::error_page(StatusCode::MISDIRECTED_REQUEST, ctx, "sec.host.refused");
-    add_headers(resp.headers_mut(), config.public_url.starts_with("https://"));
+    add_headers(
+        resp.headers_mut(),
+        config.public_url.starts_with("https://"),
+    );
     Some(resp)
 }
 

@@ -16,7 +16,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -300,10 +299,15 @@ impl IngestQueue {
         let (tx, rx) = flume::bounded::<Batch>(16_384);
         match SqliteWriter::for_store(&store) {
             Some(w) => {
+                let checkpointer = w.checkpointer();
                 std::thread::Builder::new()
                     .name("ingest-writer".into())
                     .spawn(move || sqlite_writer(w, clock, metrics, wakeup, rx))
                     .expect("the ingest writer thread starts");
+                std::thread::Builder::new()
+                    .name("wal-checkpoint".into())
+                    .spawn(move || checkpointer.run())
+                    .expect("the checkpoint thread starts");
             }
             None => {
                 tokio::spawn(writer(store, clock, metrics, wakeup, rx));
@@ -352,7 +356,8 @@ fn gather(first: Batch, rx: &flume::Receiver<Batch>) -> Group {
     (events, waiting)
 }
 
-/// The SQLite writer thread's loop; ends when every [`IngestQueue`] is gone.
+/// The SQLite writer thread's loop; ends when every [`IngestQueue`] is gone. Checkpoints are
+/// not its business: the `wal-checkpoint` thread does them beside it.
 fn sqlite_writer(
     mut w: SqliteWriter,
     clock: Arc<dyn Clock>,
@@ -360,21 +365,7 @@ fn sqlite_writer(
     wakeup: Arc<Notify>,
     rx: flume::Receiver<Batch>,
 ) {
-    let checkpoint = |w: &mut SqliteWriter, waiting: bool| {
-        if let Err(e) = w.checkpoint_if_due(waiting) {
-            tracing::warn!(%e, "WAL checkpoint failed; SQLite will checkpoint later");
-        }
-    };
-    loop {
-        let first = match rx.recv_timeout(Duration::from_millis(250)) {
-            Ok(b) => b,
-            // Idle: time to checkpoint what the last batches wrote.
-            Err(flume::RecvTimeoutError::Timeout) => {
-                checkpoint(&mut w, false);
-                continue;
-            }
-            Err(flume::RecvTimeoutError::Disconnected) => return,
-        };
+    while let Ok(first) = rx.recv() {
         let (events, waiting) = gather(first, &rx);
         let result = w.ingest(&events, clock.now_ms());
         if result.is_err() && waiting.len() > 1 {
@@ -391,8 +382,6 @@ fn sqlite_writer(
         for (_, done) in waiting {
             let _ = done.send(reply.clone());
         }
-        // Nobody waits for these batches any more; the next ones may wait a little.
-        checkpoint(&mut w, !rx.is_empty());
     }
 }
 

@@ -134,7 +134,8 @@ pub(crate) mod sql {
            blocked = FALSE,
            updated_at = excluded.updated_at
          RETURNING id, created_at";
-    pub const INSERT_MESSAGE: &str = "INSERT INTO messages (conversation_id, direction, type, text, payload, line_message_id,
+    pub const INSERT_MESSAGE: &str =
+        "INSERT INTO messages (conversation_id, direction, type, text, payload, line_message_id,
                                media_state, delivery, reply_token, created_at)
          VALUES ($1, 'in', $2, $3, $4, $5, $6, 'received', $7, $8)
          ON CONFLICT (line_message_id) DO NOTHING RETURNING id";
@@ -151,8 +152,7 @@ pub(crate) mod sql {
                                   THEN excluded.last_message_at ELSE conversations.last_message_at END,
            updated_at = excluded.updated_at
          RETURNING id";
-    pub const BLOCK_CHAT: &str =
-        "UPDATE conversations SET blocked = TRUE, updated_at = $1 WHERE line_user_id = $2 RETURNING id";
+    pub const BLOCK_CHAT: &str = "UPDATE conversations SET blocked = TRUE, updated_at = $1 WHERE line_user_id = $2 RETURNING id";
     pub const SCHEDULE_JOB: &str = "INSERT INTO jobs (kind, target_id, next_at) VALUES ($1, $2, $3)
          ON CONFLICT (kind, target_id) DO UPDATE SET next_at = excluded.next_at, attempts = 0";
 }

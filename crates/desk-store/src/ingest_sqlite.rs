@@ -15,6 +15,8 @@
 //! that both link `sqlite3` cannot be in one build, and so both use the same bundled SQLite.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
@@ -41,6 +43,8 @@ pub struct SqliteWriter {
     /// Batches committed since the last checkpoint, and when that was.
     unchecked_batches: usize,
     last_checkpoint: Instant,
+    /// Batches committed, ever: what a [`Checkpointer`] watches.
+    commits: Arc<AtomicU64>,
 }
 
 impl SqliteWriter {
@@ -62,7 +66,19 @@ impl SqliteWriter {
             notifier: store.notifier.clone(),
             unchecked_batches: 0,
             last_checkpoint: Instant::now(),
+            commits: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// A checkpointer for this writer's database, to run on a thread of its own
+    /// ([`Checkpointer::run`]) instead of calling [`SqliteWriter::checkpoint_if_due`]: a
+    /// checkpoint then never holds up a batch (WAL lets one connection checkpoint while
+    /// another appends).
+    pub fn checkpointer(&self) -> Checkpointer {
+        Checkpointer {
+            path: self.path.clone(),
+            commits: self.commits.clone(),
+        }
     }
 
     /// Stores a batch in one transaction and returns once it is committed; then publishes
@@ -87,6 +103,7 @@ impl SqliteWriter {
         // (`?`), which rolls its transaction back.
         self.conn = Some(conn);
         self.unchecked_batches += 1;
+        self.commits.fetch_add(1, Relaxed);
         self.notifier.publish(changes);
         Ok(outcome)
     }
@@ -108,6 +125,52 @@ impl SqliteWriter {
         self.unchecked_batches = 0;
         self.last_checkpoint = Instant::now();
         Ok(())
+    }
+}
+
+/// Copies what the WAL holds back into the database file, from a connection and thread of its
+/// own (see [`SqliteWriter::checkpointer`]), at the pace of `checkpoint_if_due`: a second
+/// after the last one while batches keep coming, a quarter of a second once they stop.
+pub struct Checkpointer {
+    path: PathBuf,
+    commits: Arc<AtomicU64>,
+}
+
+impl Checkpointer {
+    /// Runs until its writer is gone.
+    pub fn run(self) {
+        let mut conn: Option<Connection> = None;
+        let mut checkpointed = self.commits.load(Relaxed);
+        let mut seen = checkpointed;
+        let mut last = Instant::now();
+        // The writer holds the other reference; alone, the checkpointer stops.
+        while Arc::strong_count(&self.commits) > 1 {
+            std::thread::sleep(CHECKPOINT_EVERY_IDLE);
+            let now = self.commits.load(Relaxed);
+            let quiet = now == seen;
+            seen = now;
+            if now == checkpointed || (!quiet && last.elapsed() < CHECKPOINT_EVERY_BUSY) {
+                continue;
+            }
+            let c = match conn.take() {
+                Some(c) => c,
+                None => match open(&self.path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(%e, "WAL checkpointer cannot open the database");
+                        continue;
+                    }
+                },
+            };
+            match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                Ok(()) => {
+                    checkpointed = now;
+                    last = Instant::now();
+                    conn = Some(c);
+                }
+                Err(e) => tracing::warn!(%e, "WAL checkpoint failed; will try again"),
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `linedesk`: the LINE chat desk of a call-center system. See `linedesk --help`.
 
-mod demo;
 mod bench_live;
+mod demo;
 mod loadgen;
 mod migrate_data;
 
