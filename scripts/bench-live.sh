@@ -71,7 +71,7 @@ for i in $(seq 1 "$INSTANCES"); do
 done
 DESK=${PIDS[1]}
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg);" \
-  "database: ${NAME:+PostgreSQL, $INSTANCES instance(s)}${NAME:-SQLite}; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  "database: $([ -n "$NAME" ] && echo "PostgreSQL, $INSTANCES instance(s)" || echo SQLite); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "fresh desk idle: RSS $(awk '/^VmRSS/ {printf "%.1f MB", $2/1024}' /proc/$DESK/status)"
 WEBHOOK_PORT=${PORTS[$((INSTANCES - 1))]}
 $BIN bench-live --url "http://127.0.0.1:${PORTS[0]}" --webhook-url "http://127.0.0.1:$WEBHOOK_PORT" \

@@ -77,7 +77,7 @@ pub async fn run(args: BenchLiveArgs) -> anyhow::Result<()> {
         .trim_end_matches('/')
         .to_owned();
     let http: Http = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(256)
         .build_http();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let resyncs = Arc::new(AtomicU64::new(0));
@@ -306,8 +306,8 @@ async fn post(http: &Http, base: &str, secret: &str, body: String) -> anyhow::Re
     Ok(status)
 }
 
-/// Background webhook traffic at `rate` events/s (one event per request, 32 in flight at
-/// most) until `stop`; returns (sent, failed).
+/// Background webhook traffic at `rate` events/s (one event per request; one sender per 50
+/// events/s, 32 to 256, each with one request in flight) until `stop`; returns (sent, failed).
 async fn background(
     http: Http,
     base: String,
@@ -315,15 +315,15 @@ async fn background(
     rate: u64,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> (u64, u64) {
-    const WORKERS: usize = 32;
-    let period = Duration::from_secs_f64(WORKERS as f64 / rate as f64);
+    let workers = (rate as usize / 50).clamp(32, 256);
+    let period = Duration::from_secs_f64(workers as f64 / rate as f64);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..WORKERS {
+    for w in 0..workers {
         let (http, base, secret, stop) = (http.clone(), base.clone(), secret.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut ids = Ids::new(w as u16);
-            let mut due = start + period.mul_f64(w as f64 / WORKERS as f64);
+            let mut due = start + period.mul_f64(w as f64 / workers as f64);
             let (mut sent, mut failed) = (0u64, 0u64);
             let mut body = String::with_capacity(700);
             while !stop.load(Relaxed) {
