@@ -11,6 +11,13 @@
 #
 # Other work on the machine (builds, tests) takes CPU from both sides and lowers the figures:
 # how idle the CPUs were in the second before each case is printed with it.
+#
+# Then, on SQLite and when wrk is installed (apt-get install wrk), the side-by-side run of
+# ../shared/bench/compare.sh (COMPARE=path to use another copy; COMPARE_RUNS=n runs, default 3,
+# since one run on a busy machine says little): wrk with 2 threads and 32 connections replays
+# the same pre-signed corpus to this desk and to the LINE Python SDK peer (Flask + gunicorn -w 4
+# + SQLite), one after the other, and prints both RESULT lines and the ratio. Those are the
+# figures to compare with the peer; loadgen's above are the desk's own (docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${LINEDESK_BIN:-}" ]; then
@@ -64,3 +71,18 @@ run() {
 run --connections 64                          # as fast as it answers, 1 event per request
 run --connections 64 --events-per-request 10  # LINE batches events
 run --connections 32 --rate 1000              # latency at 1,000 events/s
+
+COMPARE=${COMPARE:-../shared/bench/compare.sh}
+if [ -z "$NAME" ] && command -v wrk >/dev/null && [ -x "$COMPARE" ]; then
+  # compare.sh starts a desk of its own; this one would only take memory meanwhile.
+  kill $PID 2>/dev/null || true
+  wait $PID 2>/dev/null || true
+  for i in $(seq 1 "${COMPARE_RUNS:-3}"); do
+    echo
+    echo "## compare.sh run $i: wrk -t2 -c32, pre-signed corpus, linedesk vs the LINE Python SDK peer   (CPUs $(idle)% idle just before)"
+    "$COMPARE" "$BIN" | tail -n 3
+  done
+elif [ -z "$NAME" ]; then
+  echo
+  echo "(compare.sh skipped: needs wrk — apt-get install wrk — and $COMPARE)"
+fi

@@ -32,7 +32,8 @@ pub async fn run(st: AppState) {
     }
 }
 
-/// Claims the due jobs and runs them, a few at a time; returns how many ran.
+/// Claims the due jobs and runs them, a few at a time; returns how many ran. The profiles
+/// fetched are written together in one transaction (`Store::finish_profiles`).
 pub async fn run_once(st: &AppState) -> anyhow::Result<usize> {
     let jobs = st.store.claim_jobs(st.now_ms(), 32, LEASE_MS).await?;
     let n = jobs.len();
@@ -41,9 +42,23 @@ pub async fn run_once(st: &AppState) -> anyhow::Result<usize> {
         let st = st.clone();
         set.spawn(async move { run_job(&st, job).await });
     }
+    let mut profiles = Vec::new();
     while let Some(r) = set.join_next().await {
-        if let Err(e) = r {
-            tracing::error!(%e, "fetch job panicked");
+        match r {
+            Ok(Some(p)) => profiles.push(p),
+            Ok(None) => {}
+            Err(e) => tracing::error!(%e, "fetch job panicked"),
+        }
+    }
+    if !profiles.is_empty() {
+        match st.store.finish_profiles(&profiles, st.now_ms()).await {
+            Ok(()) => {
+                st.metrics
+                    .fetch_ok
+                    .fetch_add(profiles.len() as u64, Relaxed);
+            }
+            // The jobs stay claimed and come due again when their lease ends.
+            Err(e) => tracing::error!(%e, "could not record fetched profiles"),
         }
     }
     Ok(n)
@@ -52,18 +67,22 @@ pub async fn run_once(st: &AppState) -> anyhow::Result<usize> {
 /// What became of one try.
 enum Outcome {
     Done,
+    /// A profile to record with the others of this round (which finishes the job).
+    Profile(desk_store::jobs::ProfileResult),
     /// Try again later, for this reason.
     Retry(String),
 }
 
-async fn run_job(st: &AppState, job: Job) {
+/// Runs one job and records its result, except a fetched profile, which it returns.
+async fn run_job(st: &AppState, job: Job) -> Option<desk_store::jobs::ProfileResult> {
     let outcome = match job.kind.as_str() {
-        JOB_PROFILE => fetch_profile(st, job.target_id).await,
+        JOB_PROFILE => fetch_profile(st, &job).await,
         JOB_CONTENT => fetch_content(st, job.target_id).await,
         JOB_PASSCODE => check_passcode(st, job.target_id).await,
         other => Ok(Outcome::Retry(format!("unknown job kind {other}"))),
     };
     let result = match outcome {
+        Ok(Outcome::Profile(p)) => return Some(p),
         Ok(Outcome::Done) => {
             st.metrics.fetch_ok.fetch_add(1, Relaxed);
             st.store.finish_job(job.id).await
@@ -80,9 +99,11 @@ async fn run_job(st: &AppState, job: Job) {
     if let Err(e) = result {
         tracing::error!(%e, "could not record a fetch job's result");
     }
+    None
 }
 
-async fn fetch_profile(st: &AppState, conversation_id: i64) -> Result<Outcome, String> {
+async fn fetch_profile(st: &AppState, job: &Job) -> Result<Outcome, String> {
+    let conversation_id = job.target_id;
     let Some(user_id) = st
         .store
         .conversation_line_user(conversation_id)
@@ -94,27 +115,19 @@ async fn fetch_profile(st: &AppState, conversation_id: i64) -> Result<Outcome, S
     let Some(client) = st.line.current().client.clone() else {
         return Ok(Outcome::Retry("no Channel Access Token set".into()));
     };
-    let now = st.now_ms();
+    let result = |display_name, picture_url, state| {
+        Outcome::Profile(desk_store::jobs::ProfileResult {
+            job_id: job.id,
+            conversation_id,
+            display_name,
+            picture_url,
+            state,
+        })
+    };
     match client.profile(&user_id).await {
-        Ok(p) => st
-            .store
-            .set_profile(
-                conversation_id,
-                Some(&p.display_name),
-                p.picture_url.as_deref(),
-                "ok",
-                now,
-            )
-            .await
-            .map(|_| Outcome::Done)
-            .map_err(|e| e.to_string()),
+        Ok(p) => Ok(result(Some(p.display_name), p.picture_url, "ok")),
         // Blocked, or not a friend: LINE has no profile for us. A later follow asks again.
-        Err(LineError::NotFound) => st
-            .store
-            .set_profile(conversation_id, None, None, "unavailable", now)
-            .await
-            .map(|_| Outcome::Done)
-            .map_err(|e| e.to_string()),
+        Err(LineError::NotFound) => Ok(result(None, None, "unavailable")),
         Err(e) => Ok(Outcome::Retry(e.to_string())),
     }
 }

@@ -167,8 +167,8 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
-        Router::new()
-            .merge(webhook::router())
+        // LINE's webhook beside the layers below, not under them (webhook.rs says why).
+        let desk = Router::new()
             .merge(health::router())
             .merge(metrics::router())
             .merge(media_files::router())
@@ -187,7 +187,8 @@ impl App {
                 security::headers,
             ))
             .layer(tower_http::trace::TraceLayer::new_for_http())
-            .with_state(self.state.clone())
+            .with_state(self.state.clone());
+        webhook::router(&self.state).merge(desk)
     }
 
     /// Background work: fetching profiles and content from LINE, flushing counters.

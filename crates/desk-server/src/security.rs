@@ -40,10 +40,24 @@ pub static PAGE_CSP: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// [`PAGE_CSP`] as a header value, built once.
+static PAGE_CSP_VALUE: LazyLock<HeaderValue> =
+    LazyLock::new(|| HeaderValue::from_str(&PAGE_CSP).expect("the CSP is ASCII"));
+
 /// The middleware adding the headers above (outermost layer of the router).
 pub async fn headers(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
+    add_headers(
+        resp.headers_mut(),
+        st.config.public_url.starts_with("https://"),
+    );
+    resp
+}
+
+/// The headers above, on a response's headers (those the handler set itself stay); `https`:
+/// the public URL is `https://`. Also used directly by `/line`, which is served outside the
+/// middleware (webhook.rs).
+pub fn add_headers(h: &mut HeaderMap, https: bool) {
     h.entry(header::X_CONTENT_TYPE_OPTIONS)
         .or_insert(HeaderValue::from_static("nosniff"));
     h.entry(header::CACHE_CONTROL)
@@ -52,16 +66,12 @@ pub async fn headers(State(st): State<AppState>, req: Request, next: Next) -> Re
         .or_insert(HeaderValue::from_static("DENY"));
     h.entry(header::REFERRER_POLICY)
         .or_insert(HeaderValue::from_static("same-origin"));
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY)
-        && let Ok(v) = HeaderValue::from_str(&PAGE_CSP)
-    {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
-    if st.config.public_url.starts_with("https://") {
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert_with(|| PAGE_CSP_VALUE.clone());
+    if https {
         h.entry(header::STRICT_TRANSPORT_SECURITY)
             .or_insert(HeaderValue::from_static("max-age=31536000"));
     }
-    resp
 }
 
 /// Paths that answer whatever the `Host` (probes and scrapers address instances directly).
@@ -72,20 +82,32 @@ pub async fn check_host(State(st): State<AppState>, req: Request, next: Next) ->
     if !st.config.check_host || ANY_HOST_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let allowed =
-        host_of(req.headers(), req.uri()).is_some_and(|h| host_allowed(&h, &st.config.public_url));
-    if allowed {
-        return next.run(req).await;
+    match host_refused(&st.config, req.headers(), req.uri()) {
+        Some(refused) => refused,
+        None => next.run(req).await,
     }
-    tracing::debug!(host = ?req.headers().get(header::HOST), "request for another host refused");
+}
+
+/// The 421 page when the request's host is not allowed (see [`check_host`]); `None` when it
+/// is. With the security headers, so `/line` (served outside the middleware) can use it.
+pub fn host_refused(config: &crate::Config, headers: &HeaderMap, uri: &Uri) -> Option<Response> {
+    if host_of(headers, uri).is_some_and(|h| host_allowed(&h, &config.public_url)) {
+        return None;
+    }
+    tracing::debug!(host = ?headers.get(header::HOST), "request for another host refused");
     let locale = crate::i18n::Locale::from_accept_language(
-        req.headers()
+        headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
     let ctx =
         crate::page::PageCtx::anonymous(locale, crate::i18n::I18n::t(locale, "common.error.title"));
-    crate::page::error_page(StatusCode::MISDIRECTED_REQUEST, ctx, "sec.host.refused")
+    let mut resp = crate::page::error_page(StatusCode::MISDIRECTED_REQUEST, ctx, "sec.host.refused");
+    add_headers(
+        resp.headers_mut(),
+        config.public_url.starts_with("https://"),
+    );
+    Some(resp)
 }
 
 /// The request's host name (without port): the `Host` header, or the URI's authority

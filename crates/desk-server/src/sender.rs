@@ -535,6 +535,9 @@ async fn fail_unplannable(
 
 /// A customer message may bring the reply token that queued messages wait for (M5), and an
 /// agent's new message wants to go out at once (M2, M3): wake the worker on every message.
+/// See [`wake_on_customer_messages`].
+const WAKE_COALESCE: Duration = Duration::from_millis(5);
+
 pub async fn wake_on_customer_messages(st: AppState) {
     use tokio::sync::broadcast::error::RecvError;
     let mut rx = st.store.notifier.subscribe();
@@ -547,7 +550,12 @@ pub async fn wake_on_customer_messages(st: AppState) {
                     desk_store::Change::Message { .. } | desk_store::Change::Resync
                 ) =>
             {
-                st.outbox_wakeup.notify_one()
+                st.outbox_wakeup.notify_one();
+                // One look at the outbox covers every message committed before it, so under
+                // a stream of customer messages (thousands a second) it looks at most every
+                // few milliseconds instead of once per webhook batch; the changes that come
+                // meanwhile wait in the feed and wake it again after the pause.
+                tokio::time::sleep(WAKE_COALESCE).await;
             }
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => st.outbox_wakeup.notify_one(),

@@ -4,52 +4,99 @@
 //!
 //! Durability without one fsync per request: handlers hand their events to the
 //! [`IngestQueue`], whose writer takes everything waiting, stores it in one transaction and
-//! only then lets each handler answer (group commit).
+//! only then lets each handler answer (group commit). On a SQLite file the writer is an OS
+//! thread of its own with a plain SQLite connection (`desk_store::ingest::SqliteWriter`):
+//! no async runtime hop per statement, statements prepared once.
+//!
+//! `/line` is served by a router of its own ([`router`]) with a state of its own
+//! ([`WebhookState`]), outside the desk's middleware stack (CSRF, request tracing, the
+//! per-request host check and header middlewares): LINE's deliveries are the desk's hot path
+//! (docs/benchmarks.md), and what those layers do for `/line` is done here directly — the
+//! `Host` check and the security headers every response gets (`security.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use desk_core::clock::Clock;
 use desk_store::Store;
-use desk_store::ingest::{InboundAction, InboundEvent, InboundMessage};
+use desk_store::ingest::{InboundAction, InboundEvent, InboundMessage, SqliteWriter};
 use line_api::webhook::{ContentProvider, Event, EventKind, MessageContent, Source};
 use serde_json::json;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
-use crate::AppState;
 use crate::metrics::Metrics;
+use crate::{AppState, Config};
 
 /// LINE's bodies are small; anything bigger is not LINE (413).
 pub const MAX_BODY: usize = 1024 * 1024;
 /// Events stored per transaction at most.
 const MAX_BATCH_EVENTS: usize = 4096;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/line", post(receive))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+/// What `POST /line` needs, and nothing more (cloned per request: five reference counts).
+#[derive(Clone)]
+pub struct WebhookState {
+    line: crate::line_settings::LineSettings,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    ingest: IngestQueue,
+    config: Arc<Config>,
 }
 
-async fn receive(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, &'static str) {
+/// `/line` with its own state; merged into the desk's router beside (not under) its layers.
+pub fn router(st: &AppState) -> Router {
+    let state = WebhookState {
+        line: st.line.clone(),
+        metrics: st.metrics.clone(),
+        clock: st.clock.clone(),
+        ingest: st.ingest.clone(),
+        config: st.config.clone(),
+    };
+    Router::new().route("/line", any(receive)).with_state(state)
+}
+
+async fn receive(State(st): State<WebhookState>, req: Request) -> Response {
+    let https = st.config.public_url.starts_with("https://");
+    if st.config.check_host
+        && let Some(refused) = crate::security::host_refused(&st.config, req.headers(), req.uri())
+    {
+        return refused;
+    }
+    let mut resp = handle(&st, req).await.into_response();
+    crate::security::add_headers(resp.headers_mut(), https);
+    resp
+}
+
+async fn handle(st: &WebhookState, req: Request) -> (StatusCode, &'static str) {
+    if req.method() != Method::POST {
+        return (StatusCode::METHOD_NOT_ALLOWED, "POST only\n");
+    }
+    let (parts, body) = req.into_parts();
+    if parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY)
+    {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+    };
     let line = st.line.current();
-    let signature = headers
+    let signature = parts
+        .headers
         .get("x-line-signature")
         .and_then(|v| v.to_str().ok());
     let verified = match (&line.channel_secret, signature) {
         (Some(secret), Some(sig)) => line_api::signature::verify(secret.as_bytes(), &body, sig),
         _ => false,
     };
-    let now = st.now_ms();
+    let now = st.clock.now_ms();
     if !verified {
         // Counted by source: unsigned posts are never LINE (issue 9, item 12).
         st.metrics.signature_failure(now, signature.is_some());
@@ -75,7 +122,7 @@ async fn receive(
     let events: Vec<InboundEvent> = parsed
         .events
         .into_iter()
-        .map(|p| to_inbound(&p.event, p.raw.get()))
+        .map(|p| into_inbound(p.event, p.raw.get()))
         .collect();
     if events.is_empty() {
         // The console's "Verify" button sends an empty list.
@@ -92,6 +139,31 @@ async fn receive(
             tracing::error!(%e, "webhook events not stored; LINE will redeliver");
             (StatusCode::INTERNAL_SERVER_ERROR, "not stored, retry\n")
         }
+    }
+}
+
+/// [`to_inbound`] for an event the caller owns: its strings are moved, not copied.
+fn into_inbound(ev: Event, raw: &str) -> InboundEvent {
+    let action = match &ev.kind {
+        EventKind::Message(m) => InboundAction::Message(to_inbound_message(m, &ev)),
+        EventKind::Follow { is_unblocked } => InboundAction::Follow {
+            unblocked: *is_unblocked,
+        },
+        EventKind::Unfollow => InboundAction::Unfollow,
+        _ => InboundAction::Ignore,
+    };
+    let event_type = event_type(&ev.kind);
+    let line_user_id = match ev.source {
+        Some(Source::User { user_id }) => Some(user_id),
+        _ => None,
+    };
+    InboundEvent {
+        webhook_event_id: ev.webhook_event_id,
+        event_type,
+        line_user_id,
+        timestamp: ev.timestamp,
+        raw: raw.to_owned(),
+        action,
     }
 }
 
@@ -112,7 +184,7 @@ pub fn to_inbound(ev: &Event, raw: &str) -> InboundEvent {
     };
     InboundEvent {
         webhook_event_id: ev.webhook_event_id.clone(),
-        event_type: event_type(raw),
+        event_type: event_type(&ev.kind),
         line_user_id,
         timestamp: ev.timestamp,
         raw: raw.to_owned(),
@@ -120,17 +192,13 @@ pub fn to_inbound(ev: &Event, raw: &str) -> InboundEvent {
     }
 }
 
-/// The event's `type` as LINE wrote it (also for types this desk does not know).
-fn event_type(raw: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct T {
-        #[serde(rename = "type")]
-        t: Option<String>,
+/// The event's `type` as LINE wrote it (also for types this desk does not know), as the
+/// parser read it: no second pass over the event's JSON. `unknown` when it has none.
+fn event_type(kind: &EventKind) -> String {
+    match kind.type_name() {
+        "" => "unknown".to_owned(),
+        t => t.to_owned(),
     }
-    serde_json::from_str::<T>(raw)
-        .ok()
-        .and_then(|t| t.t)
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn to_inbound_message(m: &MessageContent, ev: &Event) -> InboundMessage {
@@ -207,10 +275,10 @@ struct Batch {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The group-commit queue between webhook handlers and the database writer(s).
+/// The group-commit queue between webhook handlers and the database writer.
 #[derive(Clone)]
 pub struct IngestQueue {
-    tx: mpsc::Sender<Batch>,
+    tx: flume::Sender<Batch>,
 }
 
 impl IngestQueue {
@@ -218,14 +286,33 @@ impl IngestQueue {
     /// PostgreSQL two or four were measured no faster and with a longer tail
     /// (docs/benchmarks.md): the active users' chats are in nearly every batch, so
     /// concurrent batches queue on those rows' locks, and one writer makes bigger groups.
+    ///
+    /// On a SQLite file the writer is an OS thread: it sleeps in the channel until a batch
+    /// comes, takes whatever else has arrived meanwhile, and commits — the requests that
+    /// come during that commit make the next group. On PostgreSQL it is a task.
     pub fn start(
         store: Store,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         wakeup: Arc<Notify>,
     ) -> IngestQueue {
-        let (tx, rx) = mpsc::channel::<Batch>(16_384);
-        tokio::spawn(writer(store, clock, metrics, wakeup, rx));
+        let (tx, rx) = flume::bounded::<Batch>(16_384);
+        match SqliteWriter::for_store(&store) {
+            Some(w) => {
+                let checkpointer = w.checkpointer();
+                std::thread::Builder::new()
+                    .name("ingest-writer".into())
+                    .spawn(move || sqlite_writer(w, clock, metrics, wakeup, rx))
+                    .expect("the ingest writer thread starts");
+                std::thread::Builder::new()
+                    .name("wal-checkpoint".into())
+                    .spawn(move || checkpointer.run())
+                    .expect("the checkpoint thread starts");
+            }
+            None => {
+                tokio::spawn(writer(store, clock, metrics, wakeup, rx));
+            }
+        }
         IngestQueue { tx }
     }
 
@@ -233,7 +320,7 @@ impl IngestQueue {
     pub async fn submit(&self, events: Vec<InboundEvent>) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Batch { events, done })
+            .send_async(Batch { events, done })
             .await
             .map_err(|_| "ingest writer stopped".to_string())?;
         wait.await
@@ -241,46 +328,80 @@ impl IngestQueue {
     }
 }
 
+/// The first batch and everything else waiting, up to [`MAX_BATCH_EVENTS`]: the events
+/// moved into one list, and who waits for how many of them.
+type Group = (
+    Vec<InboundEvent>,
+    Vec<(usize, oneshot::Sender<Result<(), String>>)>,
+);
+
+fn gather(first: Batch, rx: &flume::Receiver<Batch>) -> Group {
+    let mut n = first.events.len();
+    let mut batches = vec![first];
+    while n < MAX_BATCH_EVENTS {
+        match rx.try_recv() {
+            Ok(b) => {
+                n += b.events.len();
+                batches.push(b);
+            }
+            Err(_) => break,
+        }
+    }
+    let mut events = Vec::with_capacity(n);
+    let mut waiting = Vec::with_capacity(batches.len());
+    for b in batches {
+        waiting.push((b.events.len(), b.done));
+        events.extend(b.events);
+    }
+    (events, waiting)
+}
+
+/// The SQLite writer thread's loop; ends when every [`IngestQueue`] is gone. Checkpoints are
+/// not its business: the `wal-checkpoint` thread does them beside it.
+fn sqlite_writer(
+    mut w: SqliteWriter,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    wakeup: Arc<Notify>,
+    rx: flume::Receiver<Batch>,
+) {
+    while let Ok(first) = rx.recv() {
+        let (events, waiting) = gather(first, &rx);
+        let result = w.ingest(&events, clock.now_ms());
+        if result.is_err() && waiting.len() > 1 {
+            // One bad request must not fail its neighbours: store each on its own.
+            let mut start = 0;
+            for (len, done) in waiting {
+                let r = w.ingest(&events[start..start + len], clock.now_ms());
+                start += len;
+                let _ = done.send(account(&metrics, &wakeup, r));
+            }
+            continue;
+        }
+        let reply = account(&metrics, &wakeup, result);
+        for (_, done) in waiting {
+            let _ = done.send(reply.clone());
+        }
+    }
+}
+
+/// The writer task on PostgreSQL (and in-memory SQLite): the same loop through the pool.
 async fn writer(
     store: Store,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     wakeup: Arc<Notify>,
-    mut rx: mpsc::Receiver<Batch>,
+    rx: flume::Receiver<Batch>,
 ) {
-    // On SQLite a connection of its own (see IngestWriter).
     let mut store = store.ingest_writer();
     loop {
-        let first = loop {
-            // Idle for a second: time to checkpoint what the last batches wrote.
-            match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                Ok(Some(first)) => break first,
-                Ok(None) => return,
-                Err(_) => checkpoint(&mut store, false).await,
-            }
+        let first = match rx.recv_async().await {
+            Ok(first) => first,
+            Err(_) => return,
         };
-        // Everything else waiting joins it (group commit).
-        let mut n = first.events.len();
-        let mut batches = vec![first];
-        while n < MAX_BATCH_EVENTS {
-            match rx.try_recv() {
-                Ok(b) => {
-                    n += b.events.len();
-                    batches.push(b);
-                }
-                Err(_) => break,
-            }
-        }
-        // One transaction for all of them; the requests' events are moved, not copied.
-        let mut events = Vec::with_capacity(batches.iter().map(|b| b.events.len()).sum());
-        let mut waiting = Vec::with_capacity(batches.len());
-        for b in batches {
-            waiting.push((b.events.len(), b.done));
-            events.extend(b.events);
-        }
+        let (events, waiting) = gather(first, &rx);
         let result = store.ingest(&events, clock.now_ms()).await;
         if result.is_err() && waiting.len() > 1 {
-            // One bad request must not fail its neighbours: store each on its own.
             let mut start = 0;
             for (len, done) in waiting {
                 let r = store
@@ -295,15 +416,6 @@ async fn writer(
         for (_, done) in waiting {
             let _ = done.send(reply.clone());
         }
-        // Nobody waits for these batches any more; the next ones may wait a little.
-        let waiting = !rx.is_empty();
-        checkpoint(&mut store, waiting).await;
-    }
-}
-
-async fn checkpoint(store: &mut desk_store::ingest::IngestWriter, waiting: bool) {
-    if let Err(e) = store.checkpoint_if_due(waiting).await {
-        tracing::warn!(%e, "WAL checkpoint failed; SQLite will checkpoint later");
     }
 }
 

@@ -6,13 +6,12 @@
 //! `webhookEventId` fall back to the unique LINE message id.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
 
-use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::sqlite::SqliteConnection;
 
-use crate::{Change, Db, Result, Store, Tx, TxInner};
+pub use crate::ingest_sqlite::SqliteWriter;
+use crate::{Change, Result, Store, StoreError, Tx, TxInner};
 
 /// The connection ingest writes on: inside a [`Tx`], or the [`IngestWriter`]'s own.
 enum Conn<'a> {
@@ -110,8 +109,52 @@ pub const JOB_CONTENT: &str = "content";
 pub const JOB_PASSCODE: &str = "passcode";
 
 /// Whether a customer message is a passcode attempt to check.
-fn passcode_attempt(kind: &str, text: Option<&str>) -> bool {
+pub(crate) fn passcode_attempt(kind: &str, text: Option<&str>) -> bool {
     kind == "text" && text.is_some_and(desk_core::passcode::looks_like_passcode)
+}
+
+/// The per-event statements, written once for sqlx (both backends, [`ingest_one`]) and the
+/// SQLite writer's rusqlite connection (`ingest_sqlite.rs`). Placeholders first appear in
+/// ascending order, so SQLite numbers `$n` as the n-th parameter, as PostgreSQL does.
+pub(crate) mod sql {
+    /// Old-shape body: no event id to dedupe on; a message id is the next best key.
+    pub const MESSAGE_SEEN: &str = "SELECT id FROM messages WHERE line_message_id = $1";
+    pub const INSERT_EVENT: &str = "INSERT INTO webhook_events (webhook_event_id, event_type, line_user_id, timestamp, received_at, raw)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (webhook_event_id) DO NOTHING";
+    /// One statement creates the chat or brings it up to date. The status CASE is
+    /// desk_core::status::status_after_customer_message (C5) in SQL, so a 完了 chat turns
+    /// 未読 atomically even while an agent presses a button at the same time.
+    pub const UPSERT_CHAT_FOR_MESSAGE: &str = "INSERT INTO conversations (line_user_id, unread_count, last_message_at, created_at, updated_at)
+         VALUES ($1, 1, $2, $3, $3)
+         ON CONFLICT (line_user_id) DO UPDATE SET
+           unread_count = conversations.unread_count + 1,
+           last_message_at = CASE WHEN excluded.last_message_at > conversations.last_message_at
+                                  THEN excluded.last_message_at ELSE conversations.last_message_at END,
+           status = CASE WHEN conversations.status = 'done' THEN 'unread' ELSE conversations.status END,
+           blocked = FALSE,
+           updated_at = excluded.updated_at
+         RETURNING id, created_at";
+    pub const INSERT_MESSAGE: &str =
+        "INSERT INTO messages (conversation_id, direction, type, text, payload, line_message_id,
+                               media_state, delivery, reply_token, created_at)
+         VALUES ($1, 'in', $2, $3, $4, $5, $6, 'received', $7, $8)
+         ON CONFLICT (line_message_id) DO NOTHING RETURNING id";
+    /// Another event carried the same LINE message (never seen from LINE itself, but SDK
+    /// fixtures do it): keep the event raw, count the message once.
+    pub const UNREAD_MINUS_ONE: &str =
+        "UPDATE conversations SET unread_count = unread_count - 1 WHERE id = $1";
+    /// Following (again) brings the chat to the top and refreshes the display name.
+    pub const UPSERT_CHAT_FOR_FOLLOW: &str = "INSERT INTO conversations (line_user_id, last_message_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $3)
+         ON CONFLICT (line_user_id) DO UPDATE SET
+           blocked = FALSE,
+           last_message_at = CASE WHEN excluded.last_message_at > conversations.last_message_at
+                                  THEN excluded.last_message_at ELSE conversations.last_message_at END,
+           updated_at = excluded.updated_at
+         RETURNING id";
+    pub const BLOCK_CHAT: &str = "UPDATE conversations SET blocked = TRUE, updated_at = $1 WHERE line_user_id = $2 RETURNING id";
+    pub const SCHEDULE_JOB: &str = "INSERT INTO jobs (kind, target_id, next_at) VALUES ($1, $2, $3)
+         ON CONFLICT (kind, target_id) DO UPDATE SET next_at = excluded.next_at, attempts = 0";
 }
 
 impl Store {
@@ -141,24 +184,9 @@ impl Store {
 
     /// A writer for the webhook's batches (see [`IngestWriter`]).
     pub fn ingest_writer(&self) -> IngestWriter {
-        let sqlite = match &self.db {
-            Db::Sqlite(p) => {
-                let opts = p.connect_options();
-                let name = opts.get_filename().to_string_lossy();
-                // An in-memory database is only shared through the pool's connections.
-                let in_memory = name == ":memory:" || name.starts_with("file:sqlx-in-memory");
-                (!in_memory).then(|| OwnConnection {
-                    opts: (*opts).clone(),
-                    conn: None,
-                    unchecked_batches: 0,
-                    last_checkpoint: Instant::now(),
-                })
-            }
-            Db::Postgres(_) => None,
-        };
         IngestWriter {
             store: self.clone(),
-            sqlite,
+            sqlite: crate::ingest_sqlite::SqliteWriter::for_store(self),
         }
     }
 
@@ -183,71 +211,32 @@ impl Store {
     }
 }
 
-/// Stores batches like [`Store::ingest`], for the webhook's writer.
+/// Stores batches like [`Store::ingest`], for the webhook's writer, from async code.
 ///
-/// On SQLite it keeps a connection of its own (opened with the pool's options: WAL,
-/// synchronous=FULL) and runs `BEGIN IMMEDIATE` … `COMMIT` on it directly. A pooled
-/// connection costs two round trips to its thread per batch (sqlx pings it when it goes
-/// back to the pool, and the pool hands out its idle connections in turn), and SQLite
-/// drops a connection's whole page cache whenever another connection wrote since it was
-/// last used; this one stays warm. On PostgreSQL (and in-memory SQLite) it uses the pool.
+/// On a SQLite file it is the [`SqliteWriter`] (a connection of its own, statements kept
+/// prepared; `ingest_sqlite.rs`), run through `spawn_blocking`; desk-server's webhook runs
+/// that writer on a thread of its own instead. On PostgreSQL (and in-memory SQLite) it uses
+/// the pool and the set-based statements.
 pub struct IngestWriter {
     store: Store,
-    sqlite: Option<OwnConnection>,
+    /// Taken out while a batch is written on the blocking pool.
+    sqlite: Option<SqliteWriter>,
 }
-
-struct OwnConnection {
-    opts: SqliteConnectOptions,
-    /// Opened on first use; taken out while a batch is written, so a batch that fails
-    /// (or is abandoned) closes it, which rolls its transaction back.
-    conn: Option<SqliteConnection>,
-    /// Batches committed since the last checkpoint, and when that was.
-    unchecked_batches: usize,
-    last_checkpoint: Instant,
-}
-
-/// How often the writer copies the WAL back into the database file (see
-/// [`IngestWriter::checkpoint_if_due`]): while requests wait, and while none do.
-const CHECKPOINT_EVERY_BUSY: Duration = Duration::from_secs(1);
-const CHECKPOINT_EVERY_IDLE: Duration = Duration::from_millis(250);
-/// The writer's connection checkpoints inside a commit only if the WAL reaches this many
-/// pages (400 MB) without [`IngestWriter::checkpoint_if_due`] being called.
-const WAL_AUTOCHECKPOINT_PAGES: &str = "100000";
 
 impl IngestWriter {
     pub async fn ingest(&mut self, events: &[InboundEvent], now_ms: i64) -> Result<IngestOutcome> {
-        let Some(own) = &mut self.sqlite else {
+        let Some(mut w) = self.sqlite.take() else {
             return self.store.ingest(events, now_ms).await;
         };
-        let mut conn = match own.conn.take() {
-            Some(conn) => conn,
-            None => {
-                own.opts
-                    .clone()
-                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-                    // Waiting for the write lock is done below, not in SQLite's busy handler.
-                    .busy_timeout(Duration::ZERO)
-                    .connect()
-                    .await?
-            }
-        };
-        let mut outcome = IngestOutcome::default();
-        let mut changes = Vec::new();
-        begin_immediate(&mut conn, WRITE_LOCK_TIMEOUT).await?;
-        ingest_events(
-            &mut Conn::Sqlite(&mut conn),
-            events,
-            now_ms,
-            &mut outcome,
-            &mut changes,
-        )
-        .await?;
-        sqlx::query("COMMIT").execute(&mut conn).await?;
-        own.conn = Some(conn);
-        own.unchecked_batches += 1;
-        // What `Tx::commit` does on SQLite: announce in this instance once committed.
-        self.store.notifier.publish(changes);
-        Ok(outcome)
+        let events = events.to_vec();
+        let (w, r) = tokio::task::spawn_blocking(move || {
+            let r = w.ingest(&events, now_ms);
+            (w, r)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("ingest writer: {e}")))?;
+        self.sqlite = Some(w);
+        r
     }
 
     /// On SQLite, copies what the WAL holds back into the database file (a passive
@@ -258,56 +247,12 @@ impl IngestWriter {
     /// requests waiting for it, many times a second under load, each time writing the same
     /// hot index pages again; less often, the WAL of a quiet desk stays small.
     pub async fn checkpoint_if_due(&mut self, waiting: bool) -> Result<()> {
-        let Some(own) = &mut self.sqlite else {
-            return Ok(());
-        };
-        let every = if waiting {
-            CHECKPOINT_EVERY_BUSY
-        } else {
-            CHECKPOINT_EVERY_IDLE
-        };
-        if own.unchecked_batches == 0 || own.last_checkpoint.elapsed() < every {
-            return Ok(());
-        }
-        let Some(mut conn) = own.conn.take() else {
-            return Ok(());
-        };
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut conn)
-            .await?;
-        own.conn = Some(conn);
-        own.unchecked_batches = 0;
-        own.last_checkpoint = Instant::now();
-        Ok(())
-    }
-}
-
-/// `BEGIN IMMEDIATE`, retried every millisecond while another connection writes, for up to
-/// `timeout`. SQLite's busy handler would sleep 1, 2, 5, 10, 15… ms between tries, so a
-/// batch queued behind a background job's write of a millisecond waited 8 or 18 ms.
-async fn begin_immediate(conn: &mut SqliteConnection, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        match sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            Ok(_) => return Ok(()),
-            Err(sqlx::Error::Database(e))
-                if e.code()
-                    .and_then(|c| c.parse::<i32>().ok())
-                    .map(|c| c & 0xff)
-                    == Some(SQLITE_BUSY)
-                    && start.elapsed() < timeout =>
-            {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(e) => return Err(e.into()),
+        match &mut self.sqlite {
+            Some(w) => w.checkpoint_if_due(waiting),
+            None => Ok(()),
         }
     }
 }
-
-/// How long a batch waits for another connection's write to end: the pool's busy timeout.
-const WRITE_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-/// SQLite's primary result code for "another connection holds the lock".
-const SQLITE_BUSY: i32 = 5;
 
 /// Stores `events` in order on `c`, inside the caller's transaction.
 async fn ingest_events(
@@ -567,21 +512,17 @@ async fn ingest_one(
     outcome: &mut IngestOutcome,
     changes: &mut Vec<Change>,
 ) -> Result<bool> {
-    // Old-shape body: no event id to dedupe on; a message id is the next best key.
     if ev.webhook_event_id.is_none()
         && let InboundAction::Message(m) = &ev.action
         && let Some(mid) = &m.line_message_id
     {
-        let seen: Option<i64> = on_conn!(c, c => sqlx::query_scalar(
-            "SELECT id FROM messages WHERE line_message_id = $1")
+        let seen: Option<i64> = on_conn!(c, c => sqlx::query_scalar(sql::MESSAGE_SEEN)
             .bind(mid).fetch_optional(c).await)?;
         if seen.is_some() {
             return Ok(false);
         }
     }
-    let inserted = exec_conn!(c, c => sqlx::query(
-        "INSERT INTO webhook_events (webhook_event_id, event_type, line_user_id, timestamp, received_at, raw)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (webhook_event_id) DO NOTHING")
+    let inserted = exec_conn!(c, c => sqlx::query(sql::INSERT_EVENT)
         .bind(&ev.webhook_event_id).bind(&ev.event_type).bind(&ev.line_user_id)
         .bind(ev.timestamp).bind(now).bind(&ev.raw))?;
     if inserted == 0 {
@@ -592,20 +533,7 @@ async fn ingest_one(
     };
     match &ev.action {
         InboundAction::Message(m) => {
-            // One statement creates the chat or brings it up to date. The status CASE is
-            // desk_core::status::status_after_customer_message (C5) in SQL, so a 完了 chat
-            // turns 未読 atomically even while an agent presses a button at the same time.
-            let (conv_id, created_at): (i64, i64) = on_conn!(c, c => sqlx::query_as(
-                "INSERT INTO conversations (line_user_id, unread_count, last_message_at, created_at, updated_at)
-                 VALUES ($1, 1, $2, $3, $3)
-                 ON CONFLICT (line_user_id) DO UPDATE SET
-                   unread_count = conversations.unread_count + 1,
-                   last_message_at = CASE WHEN excluded.last_message_at > conversations.last_message_at
-                                          THEN excluded.last_message_at ELSE conversations.last_message_at END,
-                   status = CASE WHEN conversations.status = 'done' THEN 'unread' ELSE conversations.status END,
-                   blocked = FALSE,
-                   updated_at = excluded.updated_at
-                 RETURNING id, created_at")
+            let (conv_id, created_at): (i64, i64) = on_conn!(c, c => sqlx::query_as(sql::UPSERT_CHAT_FOR_MESSAGE)
                 .bind(user).bind(ev.timestamp).bind(now)
                 .fetch_one(c).await)?;
             if created_at == now {
@@ -613,19 +541,12 @@ async fn ingest_one(
                 outcome.scheduled_jobs = true;
             }
             let media_state = if m.fetch_content { "pending" } else { "none" };
-            let msg_id: Option<i64> = on_conn!(c, c => sqlx::query_scalar(
-                "INSERT INTO messages (conversation_id, direction, type, text, payload, line_message_id,
-                                       media_state, delivery, reply_token, created_at)
-                 VALUES ($1, 'in', $2, $3, $4, $5, $6, 'received', $7, $8)
-                 ON CONFLICT (line_message_id) DO NOTHING RETURNING id")
+            let msg_id: Option<i64> = on_conn!(c, c => sqlx::query_scalar(sql::INSERT_MESSAGE)
                 .bind(conv_id).bind(&m.kind).bind(&m.text).bind(&m.payload).bind(&m.line_message_id)
                 .bind(media_state).bind(&m.reply_token).bind(ev.timestamp)
                 .fetch_optional(c).await)?;
             let Some(msg_id) = msg_id else {
-                // Another event carried the same LINE message (never seen from LINE itself,
-                // but SDK fixtures do it): keep the event raw, count the message once.
-                exec_conn!(c, c => sqlx::query(
-                    "UPDATE conversations SET unread_count = unread_count - 1 WHERE id = $1").bind(conv_id))?;
+                exec_conn!(c, c => sqlx::query(sql::UNREAD_MINUS_ONE).bind(conv_id))?;
                 return Ok(true);
             };
             if m.fetch_content {
@@ -643,16 +564,7 @@ async fn ingest_one(
             changes.push(Change::Conversation { id: conv_id });
         }
         InboundAction::Follow { .. } => {
-            // Following (again) brings the chat to the top and refreshes the display name.
-            let conv_id: i64 = on_conn!(c, c => sqlx::query_scalar(
-                "INSERT INTO conversations (line_user_id, last_message_at, created_at, updated_at)
-                 VALUES ($1, $2, $3, $3)
-                 ON CONFLICT (line_user_id) DO UPDATE SET
-                   blocked = FALSE,
-                   last_message_at = CASE WHEN excluded.last_message_at > conversations.last_message_at
-                                          THEN excluded.last_message_at ELSE conversations.last_message_at END,
-                   updated_at = excluded.updated_at
-                 RETURNING id")
+            let conv_id: i64 = on_conn!(c, c => sqlx::query_scalar(sql::UPSERT_CHAT_FOR_FOLLOW)
                 .bind(user).bind(ev.timestamp).bind(now)
                 .fetch_one(c).await)?;
             schedule_job(c, JOB_PROFILE, conv_id, now).await?;
@@ -660,9 +572,8 @@ async fn ingest_one(
             changes.push(Change::Conversation { id: conv_id });
         }
         InboundAction::Unfollow => {
-            let conv_id: Option<i64> = on_conn!(c, c => sqlx::query_scalar(
-                "UPDATE conversations SET blocked = TRUE, updated_at = $2 WHERE line_user_id = $1 RETURNING id")
-                .bind(user).bind(now).fetch_optional(c).await)?;
+            let conv_id: Option<i64> = on_conn!(c, c => sqlx::query_scalar(sql::BLOCK_CHAT)
+                .bind(now).bind(user).fetch_optional(c).await)?;
             if let Some(id) = conv_id {
                 changes.push(Change::Conversation { id });
             }
@@ -674,9 +585,7 @@ async fn ingest_one(
 
 /// Schedules (or reschedules at once) a background job; one per kind and target.
 async fn schedule_job(c: &mut Conn<'_>, kind: &str, target_id: i64, at: i64) -> Result<()> {
-    exec_conn!(c, c => sqlx::query(
-        "INSERT INTO jobs (kind, target_id, next_at) VALUES ($1, $2, $3)
-         ON CONFLICT (kind, target_id) DO UPDATE SET next_at = excluded.next_at, attempts = 0")
+    exec_conn!(c, c => sqlx::query(sql::SCHEDULE_JOB)
         .bind(kind).bind(target_id).bind(at))?;
     Ok(())
 }

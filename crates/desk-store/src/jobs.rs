@@ -13,6 +13,18 @@ pub struct Job {
     pub attempts: i64,
 }
 
+/// A profile fetched (or known to be unavailable) for a profile job: see
+/// [`Store::finish_profiles`].
+#[derive(Clone, Debug)]
+pub struct ProfileResult {
+    pub job_id: i64,
+    pub conversation_id: i64,
+    pub display_name: Option<String>,
+    pub picture_url: Option<String>,
+    /// `ok`, or `unavailable` (blocked or not a friend).
+    pub state: &'static str,
+}
+
 /// What a content job needs to know about its message.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ContentTarget {
@@ -97,6 +109,30 @@ impl Store {
         tx.announce([Change::Conversation {
             id: conversation_id,
         }]);
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records several fetched profiles (as [`Store::set_profile`]) and finishes their jobs,
+    /// in one transaction: a burst of new users (each schedules a profile job) then costs the
+    /// webhook's writer one wait for the write lock per round of fetches, not two per user.
+    pub async fn finish_profiles(&self, done: &[ProfileResult], now_ms: i64) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for r in done {
+            exec_tx!(&mut tx, c => sqlx::query(
+                "UPDATE conversations SET display_name = COALESCE($2, display_name),
+                        picture_url = COALESCE($3, picture_url), profile_state = $4, updated_at = $5
+                 WHERE id = $1")
+                .bind(r.conversation_id).bind(&r.display_name).bind(&r.picture_url)
+                .bind(r.state).bind(now_ms))?;
+            exec_tx!(&mut tx, c => sqlx::query("DELETE FROM jobs WHERE id = $1").bind(r.job_id))?;
+        }
+        tx.announce(done.iter().map(|r| Change::Conversation {
+            id: r.conversation_id,
+        }));
         tx.commit().await?;
         Ok(())
     }

@@ -12,6 +12,7 @@
 pub mod conversations;
 pub mod customers;
 pub mod ingest;
+mod ingest_sqlite;
 pub mod jobs;
 pub mod listen;
 pub mod login_attempts;
@@ -98,6 +99,9 @@ macro_rules! on_tx {
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// The webhook writer's own SQLite connection (`ingest_sqlite.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("not found")]

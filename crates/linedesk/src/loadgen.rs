@@ -165,7 +165,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
 /// Ids in the shapes LINE uses, unique and increasing with time as LINE's are (a webhook
 /// event id is a ULID, a message id a long decimal number), so they land at the end of the
 /// desk's unique indexes as real traffic does.
-struct Ids {
+pub(crate) struct Ids {
     run: u32,
     worker: u16,
     seq: u32,
@@ -174,6 +174,15 @@ struct Ids {
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 impl Ids {
+    /// A fresh sequence for one sender, in a random run (so reruns never collide).
+    pub(crate) fn new(worker: u16) -> Ids {
+        Ids {
+            run: rand::thread_rng().r#gen(),
+            worker,
+            seq: 0,
+        }
+    }
+
     /// The event id: 48 bits of milliseconds, then 80 bits that are unique in the run
     /// (run, worker, sequence) where a ULID has random bits.
     fn push_event_id(&self, out: &mut String, now_ms: u64) {
@@ -198,7 +207,7 @@ impl Ids {
 }
 
 /// A body of `n` unique text-message events in LINE's current shape, written into `out`.
-fn webhook_body(out: &mut String, ids: &mut Ids, n: usize, users: u64) {
+pub(crate) fn webhook_body(out: &mut String, ids: &mut Ids, n: usize, users: u64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -1,5 +1,6 @@
 //! `linedesk`: the LINE chat desk of a call-center system. See `linedesk --help`.
 
+mod bench_live;
 mod demo;
 mod loadgen;
 mod migrate_data;
@@ -48,6 +49,9 @@ enum Command {
     MigrateData(migrate_data::MigrateDataArgs),
     /// Send signed LINE message events to a desk's /line and report throughput and latency.
     Loadgen(loadgen::LoadgenArgs),
+    /// Benchmark: the time from a webhook's 200 to its event on agents' event streams, and
+    /// the desk's memory and CPU with many streams open (scripts/bench-live.sh).
+    BenchLive(bench_live::BenchLiveArgs),
 }
 
 /// The desk's settings: each a flag and an environment variable (a flag wins).
@@ -253,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Loadgen(args) => loadgen::run(args).await,
+        Command::BenchLive(args) => bench_live::run(args).await,
         Command::MigrateData(args) => migrate_data::run(args).await,
     }
 }
