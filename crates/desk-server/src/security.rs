@@ -102,7 +102,8 @@ pub fn host_refused(config: &crate::Config, headers: &HeaderMap, uri: &Uri) -> O
     );
     let ctx =
         crate::page::PageCtx::anonymous(locale, crate::i18n::I18n::t(locale, "common.error.title"));
-    let mut resp = crate::page::error_page(StatusCode::MISDIRECTED_REQUEST, ctx, "sec.host.refused");
+    let mut resp =
+        crate::page::error_page(StatusCode::MISDIRECTED_REQUEST, ctx, "sec.host.refused");
     add_headers(
         resp.headers_mut(),
         config.public_url.starts_with("https://"),
