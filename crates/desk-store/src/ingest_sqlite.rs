@@ -4,10 +4,10 @@
 //!
 //! Why not sqlx here: every sqlx-sqlite statement is a round trip to the connection's worker
 //! thread (two thread wake-ups), and the set-based multi-row statements of
-//! [`crate::ingest`] have a different text for each batch size, so they are prepared anew
+//! `ingest.rs` have a different text for each batch size, so they are prepared anew
 //! for nearly every batch. Profiled at 32 concurrent webhook requests that was most of the
 //! writer's time (docs/benchmarks.md). Here a batch is `BEGIN IMMEDIATE`, a few cached
-//! statements per event (the same per-event SQL as [`crate::ingest`]'s reference path, so
+//! statements per event (the same per-event SQL as `ingest.rs`'s reference path, so
 //! the result is by construction that of storing the events one by one), `COMMIT`: one
 //! fsync for the batch, durable (WAL, `synchronous=FULL`) before anyone is answered.
 //!
@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
-use crate::ingest::{
+use crate::inbound::{
     InboundAction, InboundEvent, IngestOutcome, JOB_CONTENT, JOB_PASSCODE, JOB_PROFILE,
     passcode_attempt, sql,
 };
 use crate::{Change, Db, Notifier, Result, Store};
 
-/// See [`crate::ingest::IngestWriter::checkpoint_if_due`].
+/// See `IngestWriter::checkpoint_if_due` (ingest.rs).
 const CHECKPOINT_EVERY_BUSY: Duration = Duration::from_secs(1);
 const CHECKPOINT_EVERY_IDLE: Duration = Duration::from_millis(250);
 /// How long a batch waits for another connection's write to end: the pool's busy timeout.
@@ -215,7 +215,7 @@ fn begin_immediate(conn: &Connection) -> Result<()> {
     }
 }
 
-/// [`crate::ingest`]'s per-event path on this connection; false when already stored.
+/// `ingest.rs`'s per-event path on this connection; false when already stored.
 fn ingest_one(
     c: &Connection,
     ev: &InboundEvent,

@@ -11,6 +11,7 @@
 
 pub mod conversations;
 pub mod customers;
+mod inbound;
 pub mod ingest;
 mod ingest_sqlite;
 pub mod jobs;
