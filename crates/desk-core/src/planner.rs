@@ -76,6 +76,8 @@
 //! speak for several messages, and the delivery mark would no longer be per message. A long
 //! message's parts go in its one request. The worker sends a conversation's messages one after
 //! the other, the next only after the previous one is settled, so they arrive in order.
+//!
+//! Why one file of ~1,050 lines: the planner is one algorithm; 450 lines are its unit tests.
 
 use serde::{Deserialize, Serialize};
 

@@ -66,6 +66,9 @@
 //!
 //! Sending (C4, [`can_send`]) is checked inside the transaction that writes the message, against
 //! the row as it is then: `… WHERE id = $id AND status = 'in_progress' AND agent_id = $me`.
+//!
+//! Why one file of ~600 lines: half of it is the unit tests of the lock; the rules themselves
+//! (who may press which button, who may send, who may take back) read best together.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-// linedesk: the small glue the pages need besides htmx.
+// linedesk: the small glue every page needs (no framework: pages are server-rendered forms).
 (function () {
   "use strict";
 
@@ -7,15 +7,6 @@
     var meta = document.querySelector('meta[name="csrf-token"]');
     return meta ? meta.content : "";
   }
-
-  // Every htmx request carries the token (the server checks it on POST/PUT/PATCH/DELETE;
-  // htmx only sends requests to this origin: htmx.config.selfRequestsOnly).
-  document.addEventListener("htmx:configRequest", function (event) {
-    var token = csrfToken();
-    if (token) {
-      event.detail.headers["X-CSRF-Token"] = token;
-    }
-  });
 
   // Plain forms may ask before submitting: <form data-confirm="…">.
   document.addEventListener("submit", function (event) {

@@ -45,12 +45,12 @@
   // this document, or null (logged out: we go to the login page).
   async function fragment(url, id) {
     var resp = await fetch(url, {
-      headers: { "HX-Request": "true" },
+      headers: { "X-Fragment": "1" },
       credentials: "same-origin",
       cache: "no-store",
     });
     if (resp.status === 401) {
-      var to = resp.headers.get("HX-Redirect");
+      var to = resp.headers.get("X-Login");
       if (to) {
         window.location.href = to;
       } else {

@@ -1,4 +1,4 @@
-//! Browser assets embedded in the binary (htmx, its SSE extension, the desk's CSS and JS),
+//! Browser assets embedded in the binary (the desk's CSS and JS; no third-party script),
 //! served at `/assets/{name}`. Pages link them with [`url`], which appends a content hash
 //! (`?v=…`), so the year-long `immutable` cache is safe: a new build means new URLs.
 //! See `assets/README.md` for where the vendored files come from.
@@ -20,16 +20,6 @@ struct Asset {
 }
 
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "htmx.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../assets/htmx.min.js"),
-    },
-    Asset {
-        name: "htmx-ext-sse.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../assets/htmx-ext-sse.js"),
-    },
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -54,16 +44,6 @@ const ASSETS: &[Asset] = &[
         name: "customers.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../assets/customers.css"),
-    },
-    Asset {
-        name: "LICENSE-htmx.txt",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../assets/LICENSE-htmx.txt"),
-    },
-    Asset {
-        name: "LICENSE-htmx-ext-sse.txt",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../assets/LICENSE-htmx-ext-sse.txt"),
     },
 ];
 

@@ -13,7 +13,7 @@
 //!   `same-origin`, and `Origin` absent or equal to the request's own origin (`Host`) or to
 //!   the configured public URL. This also covers `POST /login`, which has no session yet.
 //! - (b) a request that carries a live session cookie must also carry that session's CSRF
-//!   token, in the header `X-CSRF-Token` (htmx sends it: `assets/app.js`) or in the form
+//!   token, in the header `X-CSRF-Token` (scripts send it: `assets/chats.js`) or in the form
 //!   field `csrf_token` of an `application/x-www-form-urlencoded` body. Multipart posts must
 //!   use the header. `POST /login` is the one session-free form and needs no token.
 //!
@@ -33,7 +33,7 @@ use crate::page::{PageCtx, error_page};
 use crate::session::{self, ResolvedSession, TokenUser, bearer_token};
 use crate::{ApiError, AppState};
 
-/// The header htmx and scripts send the token in.
+/// The header scripts send the token in.
 pub const HEADER: &str = "x-csrf-token";
 /// The form field plain HTML forms send the token in.
 pub const FORM_FIELD: &str = "csrf_token";
@@ -173,7 +173,7 @@ fn accept_locale(headers: &HeaderMap) -> Locale {
 }
 
 fn reject(headers: &HeaderMap, locale: Locale, why: &str) -> Response {
-    if is_form(headers) && !headers.contains_key("hx-request") {
+    if is_form(headers) && !headers.contains_key(crate::page::FRAGMENT_HEADER) {
         let ctx = PageCtx::anonymous(locale, I18n::t(locale, "common.error.title"));
         error_page(StatusCode::FORBIDDEN, ctx, "common.error.csrf")
     } else {

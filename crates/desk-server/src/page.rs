@@ -23,7 +23,7 @@
 //! `{{ ctx.tf("users.msg.created", [("login", login.as_str())]) }}` fills placeholders,
 //! `ctx.user` is the current user (`Option<CurrentUser>`), `ctx.csrf_token` goes into
 //! plain forms as `<input type="hidden" name="csrf_token" value="{{ ctx.csrf_token }}">`
-//! (scripts send it as a header: `assets/app.js`), and `ctx.asset("x.js")` links an
+//! (scripts send it as the header `X-CSRF-Token`: `window.linedesk.csrfToken()`), and `ctx.asset("x.js")` links an
 //! embedded asset.
 
 use std::sync::{Arc, Mutex};
@@ -79,6 +79,11 @@ fn this_path(parts: &Parts) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
+/// Sent by `assets/chats.js` when it fetches a fragment of a page (`/chats/rows`, …).
+pub const FRAGMENT_HEADER: &str = "x-fragment";
+/// The answer to a fragment request without a session: 401 and where to log in.
+pub const LOGIN_HEADER: &str = "x-login";
+
 /// Not logged in: to the login page, which brings the user back here afterwards (for
 /// page loads; after a form post whose session ended, back to the default page, since the
 /// post's URL cannot be loaded).
@@ -90,11 +95,12 @@ pub fn login_redirect(parts: &Parts) -> Response {
     } else {
         format!("/login?next={}", percent_encode(&next))
     };
-    if parts.headers.contains_key("hx-request") {
-        // htmx would swap a redirected login page into a fragment; make it navigate.
+    if parts.headers.contains_key(FRAGMENT_HEADER) {
+        // A script fetching a fragment would get the login page as the fragment: tell it
+        // where to navigate instead.
         let mut resp = StatusCode::UNAUTHORIZED.into_response();
         if let Ok(v) = HeaderValue::from_str(&target) {
-            resp.headers_mut().insert("hx-redirect", v);
+            resp.headers_mut().insert(LOGIN_HEADER, v);
         }
         return resp;
     }

@@ -18,6 +18,10 @@
 //! outbox row only matches while the row is `queued`, and the sender's `mark_sending` only
 //! matches a row that still exists, so exactly one of the two wins — a message already marked
 //! `sending` cannot be cancelled, and a cancelled one is never sent.
+//!
+//! Why one file of ~650 lines: writing, cancelling, resending and leasing outbox rows are one
+//! protocol with the sender (`desk-server/src/sender.rs`); its guarantees are only visible
+//! when all its statements are side by side.
 
 use desk_core::Delivery;
 

@@ -25,6 +25,9 @@
 //! `enc:v1:<key id>:<base64url(nonce ‖ ciphertext ‖ tag)>`. Sub-keys for encryption,
 //! passcode hashing and the fingerprint are derived from the master key with HMAC-SHA256.
 //! Values written before this (plain text) are encrypted at the first start with a key.
+//!
+//! Why one file of ~600 lines: the key handling, the encryption and the rotation must be read
+//! together to be trusted; a fifth of it is tests.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -3,6 +3,9 @@
 //! Sources: /work/shared/line-openapi/messaging-api.yml and the Messaging API reference
 //! (developers.line.biz/en/reference/messaging-api/): status codes, error messages, retry
 //! keys (developers.line.biz/en/docs/messaging-api/retrying-api-request/).
+//!
+//! Why one file of ~750 lines: one handler per LINE API path, each with LINE's rules for it, in
+//! the order of LINE's reference; splitting would scatter the reference.
 
 use std::time::Duration;
 

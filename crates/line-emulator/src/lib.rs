@@ -40,6 +40,10 @@
 //!   `POST /_emulator/reset`, `GET`/`PUT /_emulator/config` `{"webhook_url"}`,
 //!   `GET /_emulator/content/{message_id}` (what a user sent, no token).
 //! - `GET /` and `GET /_emulator/phone`: the phone page.
+//!
+//! Why one file of ~900 lines: the emulator's state (users, tokens, inboxes, faults) and the
+//! webhooks it sends are one small system, kept together so that its rules about each other
+//! (a token is single-use, a blocked user gets nothing) are in one place.
 
 mod api;
 mod control;
