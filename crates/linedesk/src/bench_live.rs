@@ -126,11 +126,9 @@ pub async fn run(args: BenchLiveArgs) -> anyhow::Result<()> {
     let mut probe_ids = Ids::new(0xFFFF);
     let probe_user = "Uffffffffffffffffffffffffffffffff";
     post_probe(&http, &base, &args.secret, &mut probe_ids, probe_user).await?;
-    let chat = loop {
-        match tokio::time::timeout(Duration::from_secs(10), first_rx.recv()).await {
-            Ok(Some((chat, _))) => break chat,
-            _ => anyhow::bail!("the probe's message never arrived on the event stream"),
-        }
+    let chat = match tokio::time::timeout(Duration::from_secs(10), first_rx.recv()).await {
+        Ok(Some((chat, _))) => chat,
+        _ => anyhow::bail!("the probe's message never arrived on the event stream"),
     };
     PROBE_CHAT.store(chat, Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
