@@ -223,7 +223,7 @@ impl Store {
                 return Ok(CancelOutcome::NotFound);
             };
             let state = desk_core::ConversationState {
-                status: status.parse().unwrap_or_default(),
+                status: crate::decode(status)?,
                 agent_id: holder,
                 started_at: holder.map(|_| 0),
             };
@@ -363,17 +363,18 @@ impl Store {
                               AND a.sent_at >= c.started_at) AS answered
              FROM conversations c WHERE c.id = $1")
             .bind(conversation_id).fetch_optional(p).await)?;
-        Ok(row.map(|(status, agent_id, started_at, answered)| {
+        row.map(|(status, agent_id, started_at, answered)| {
             let state = desk_core::ConversationState {
-                status: status.parse().unwrap_or_default(),
+                status: crate::decode(status)?,
                 agent_id,
                 started_at,
             };
-            SendContext {
+            Ok(SendContext {
                 handler_answered: answered && state.holder().is_some(),
                 state,
-            }
-        }))
+            })
+        })
+        .transpose()
     }
 
     /// Takes the right to send for a conversation until `now + lease_ms`; `None` when
