@@ -200,6 +200,49 @@ impl Problem {
     }
 }
 
+/// Where a waiting agent message is in the outbox. Stored as `outbox.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    /// Waiting for its turn (a reply token, a retry time, the message before it).
+    Queued,
+    /// A request carrying it is under way: it can no longer be cancelled, and a desk that
+    /// stopped here cannot know whether LINE took it.
+    Sending,
+}
+
+impl OutboxState {
+    pub const ALL: [OutboxState; 2] = [Self::Queued, Self::Sending];
+
+    /// The database form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+        }
+    }
+}
+
+impl fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OutboxState {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                what: "outbox state",
+                value: s.to_owned(),
+            })
+    }
+}
+
 /// LINE設定 > Mode (S2, M1). Reply is the default: every LINE plan supports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

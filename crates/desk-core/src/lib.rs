@@ -38,7 +38,7 @@ pub mod planner;
 pub mod status;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use delivery::{Delivery, Mode};
+pub use delivery::{Delivery, Mode, OutboxState};
 pub use message::Direction;
 pub use status::{Actor, ConversationState, ConversationStatus};
 
@@ -58,6 +58,7 @@ try_from_string!(
     status::ConversationStatus,
     delivery::Delivery,
     delivery::Mode,
+    delivery::OutboxState,
     message::Direction,
 );
 

@@ -62,7 +62,7 @@ pub fn wait_reason(
     if m.delivery != Delivery::Unsent {
         return None;
     }
-    if m.outbox_state.as_deref() == Some("sending") {
+    if m.waiting() == Some(desk_core::OutboxState::Sending) {
         return Some(WaitReason::Sending);
     }
     let problem = m.outbox_error.as_deref().map(Problem::from_stored);

@@ -24,9 +24,9 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use desk_core::Mode;
 use desk_core::delivery::{Problem, ProblemCode};
 use desk_core::planner::{self, OutContent, Outgoing, PlanError, ReplyToken};
+use desk_core::{Delivery, Mode, OutboxState};
 use desk_store::outbox::{Lease, OutboxItem, SendContext};
 use line_api::client::LineError;
 use line_api::message::OutMessage;
@@ -212,7 +212,7 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
     // A reply that was under way when the desk stopped may or may not have arrived.
     let interrupted: Vec<i64> = items
         .iter()
-        .filter(|i| i.state == "sending" && i.attempt_via.as_deref() == Some("reply"))
+        .filter(|i| i.sending_by(Mode::Reply))
         .map(|i| i.message_id)
         .collect();
     if !interrupted.is_empty() {
@@ -220,7 +220,7 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
             .mark_failed(
                 conversation_id,
                 &interrupted,
-                "uncertain",
+                Delivery::Uncertain,
                 &stored(ProblemCode::DeskStopped),
                 st.now_ms(),
             )
@@ -253,9 +253,8 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
         Mode::Reply => {
             // A push under way when the mode changed finishes as a push, with its retry key,
             // so it can never arrive twice.
-            let (pushing, rest): (Vec<_>, Vec<_>) = items
-                .into_iter()
-                .partition(|i| i.state == "sending" && i.attempt_via.as_deref() == Some("push"));
+            let (pushing, rest): (Vec<_>, Vec<_>) =
+                items.into_iter().partition(|i| i.sending_by(Mode::Push));
             if !pushing.is_empty() {
                 deliver_push(st, &client, lease, &user, pushing, &ctx).await?;
             }
@@ -277,7 +276,7 @@ async fn deliver_push(
     for item in items {
         let now = st.now_ms();
         if item.next_attempt_at > now
-            && item.state == "queued"
+            && item.state == OutboxState::Queued
             && item.next_attempt_at < UNTIL_NEXT_TOKEN
         {
             break; // waiting for its retry: the later ones wait too, to keep the order
@@ -296,7 +295,7 @@ async fn deliver_push(
                 st.now_ms(),
                 LEASE_MS,
                 &[item.outbox_id],
-                "push",
+                Mode::Push,
                 None,
             )
             .await?
@@ -306,7 +305,7 @@ async fn deliver_push(
         match client.push(user, &to_line(&plan.objects), key).await {
             Ok(_) | Err(LineError::AlreadyAccepted { .. }) => {
                 store
-                    .mark_sent(conversation_id, &[item.message_id], "push", st.now_ms())
+                    .mark_sent(conversation_id, &[item.message_id], Mode::Push, st.now_ms())
                     .await?;
                 st.metrics.deliveries_sent.fetch_add(1, Relaxed);
             }
@@ -336,7 +335,7 @@ async fn deliver_push(
                     .mark_failed(
                         conversation_id,
                         &[item.message_id],
-                        "failed",
+                        Delivery::Failed,
                         &problem_of(&e).to_stored(),
                         st.now_ms(),
                     )
@@ -414,7 +413,7 @@ async fn deliver_reply(
                 st.now_ms(),
                 LEASE_MS,
                 &outbox_ids,
-                "reply",
+                Mode::Reply,
                 Some(token_message),
             )
             .await?
@@ -427,7 +426,7 @@ async fn deliver_reply(
         match result {
             Ok(_) => {
                 store
-                    .mark_sent(conversation_id, &plan.message_ids, "reply", st.now_ms())
+                    .mark_sent(conversation_id, &plan.message_ids, Mode::Reply, st.now_ms())
                     .await?;
                 st.metrics
                     .deliveries_sent
@@ -450,7 +449,7 @@ async fn deliver_reply(
                     .mark_failed(
                         conversation_id,
                         &plan.message_ids,
-                        "uncertain",
+                        Delivery::Uncertain,
                         &problem_of(&e).to_stored(),
                         st.now_ms(),
                     )
@@ -492,7 +491,7 @@ async fn deliver_reply(
                     .mark_failed(
                         conversation_id,
                         &plan.message_ids,
-                        "failed",
+                        Delivery::Failed,
                         &problem_of(&e).to_stored(),
                         st.now_ms(),
                     )
@@ -524,7 +523,7 @@ async fn fail_unplannable(
         .mark_failed(
             conversation_id,
             &[plan_error_message(e)],
-            "failed",
+            Delivery::Failed,
             &stored(code),
             st.now_ms(),
         )

@@ -40,6 +40,13 @@ pub struct MessageRow {
     pub passcode_outcome: Option<String>,
 }
 
+impl MessageRow {
+    /// Where it is in the outbox while it waits (`None` once it left: sent, failed, 取消).
+    pub fn waiting(&self) -> Option<desk_core::OutboxState> {
+        self.outbox_state.as_deref().and_then(|s| s.parse().ok())
+    }
+}
+
 const COLUMNS: &str = "m.id, m.conversation_id, m.direction, m.type AS kind, m.text, m.payload,
         m.line_message_id, md.key AS media_key, md.content_type AS media_content_type, m.media_state,
         m.agent_id, u.login AS agent_login, u.name AS agent_name, m.delivery, m.delivery_error,

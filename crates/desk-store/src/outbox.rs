@@ -48,8 +48,12 @@ pub struct NotHandler {
 pub struct OutboxItem {
     pub outbox_id: i64,
     pub message_id: i64,
-    pub state: String,
-    pub attempt_via: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub state: desk_core::OutboxState,
+    /// How the attempt under way goes; see [`OutboxItem::attempt_via`]. (Text here: sqlx's
+    /// `try_from` cannot map a nullable column; [`Store::outbox_items`] checks it.)
+    #[sqlx(rename = "attempt_via")]
+    attempt_via_text: Option<String>,
     pub retry_key: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -63,6 +67,20 @@ pub struct OutboxItem {
     /// For the desk's answer to a customer message: that message's reply token.
     pub reply_to_token: Option<String>,
     pub last_error: Option<String>,
+}
+
+impl OutboxItem {
+    /// Reply or push, for a message being sent (`state` is `Sending`); `None` before.
+    pub fn attempt_via(&self) -> Option<desk_core::Mode> {
+        self.attempt_via_text
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// A request of this kind carrying it is under way.
+    pub fn sending_by(&self, via: desk_core::Mode) -> bool {
+        self.state == desk_core::OutboxState::Sending && self.attempt_via() == Some(via)
+    }
 }
 
 /// What the sender needs to know about a chat besides its queue: who holds it (for
@@ -415,14 +433,20 @@ impl Store {
 
     /// The conversation's waiting messages, in the order written.
     pub async fn outbox_items(&self, conversation_id: i64) -> Result<Vec<OutboxItem>> {
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, OutboxItem>(
+        let items = on_db!(&self.db, p => sqlx::query_as::<_, OutboxItem>(
             "SELECT o.id AS outbox_id, o.message_id, o.state, o.attempt_via, o.retry_key, o.attempts, o.next_attempt_at,
                     m.type AS kind, m.text, m.payload, COALESCE(m.send_group, m.id) AS send_group,
                     m.agent_id, rt.reply_token AS reply_to_token, o.last_error
              FROM outbox o JOIN messages m ON m.id = o.message_id
              LEFT JOIN messages rt ON rt.id = o.reply_to
              WHERE o.conversation_id = $1 ORDER BY o.message_id")
-            .bind(conversation_id).fetch_all(p).await)?)
+            .bind(conversation_id).fetch_all(p).await)?;
+        for item in &items {
+            if let Some(via) = &item.attempt_via_text {
+                crate::decode::<desk_core::Mode>(via.clone())?;
+            }
+        }
+        Ok(items)
     }
 
     /// Customer messages of this chat whose reply token is unused and not older than `since_ms`.
@@ -457,7 +481,7 @@ impl Store {
         now_ms: i64,
         lease_ms: i64,
         outbox_ids: &[i64],
-        via: &str,
+        via: desk_core::Mode,
         token_message_id: Option<i64>,
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
@@ -472,7 +496,7 @@ impl Store {
             let n = exec_tx!(&mut tx, c => sqlx::query(
                 "UPDATE outbox SET state = 'sending', attempt_via = $2, attempts = attempts + 1
                  WHERE id = $1 AND (state = 'queued' OR $2 = 'push')")
-                .bind(id).bind(via))?;
+                .bind(id).bind(via.as_str()))?;
             if n != 1 {
                 return Ok(false);
             }
@@ -503,13 +527,13 @@ impl Store {
         &self,
         conversation_id: i64,
         message_ids: &[i64],
-        via: &str,
+        via: desk_core::Mode,
         now_ms: i64,
     ) -> Result<()> {
         self.finish_outgoing(
             conversation_id,
             message_ids,
-            "sent",
+            desk_core::Delivery::Sent,
             None,
             Some(via),
             now_ms,
@@ -523,7 +547,7 @@ impl Store {
         &self,
         conversation_id: i64,
         message_ids: &[i64],
-        delivery: &str,
+        delivery: desk_core::Delivery,
         error: &str,
         now_ms: i64,
     ) -> Result<()> {
@@ -542,9 +566,9 @@ impl Store {
         &self,
         conversation_id: i64,
         message_ids: &[i64],
-        delivery: &str,
+        delivery: desk_core::Delivery,
         error: Option<&str>,
-        via: Option<&str>,
+        via: Option<desk_core::Mode>,
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
@@ -554,7 +578,7 @@ impl Store {
                 "UPDATE messages SET delivery = $2, delivery_error = $3, sent_via = $4,
                         sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END
                  WHERE id = $1")
-                .bind(id).bind(delivery).bind(error).bind(via).bind(now_ms))?;
+                .bind(id).bind(delivery.as_str()).bind(error).bind(via.map(desk_core::Mode::as_str)).bind(now_ms))?;
         }
         tx.announce(message_ids.iter().map(|&id| Change::Message {
             conversation_id,

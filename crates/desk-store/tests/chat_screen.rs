@@ -153,7 +153,7 @@ async fn cancel_and_the_sender_exclude_each_other() {
                 3_000,
                 45_000,
                 &[items[0].outbox_id],
-                "push",
+                desk_core::Mode::Push,
                 None
             )
             .await
@@ -178,7 +178,7 @@ async fn cancel_and_the_sender_exclude_each_other() {
                 3_300,
                 45_000,
                 &[items[1].outbox_id],
-                "reply",
+                desk_core::Mode::Reply,
                 None
             )
             .await
@@ -316,7 +316,9 @@ async fn history_is_in_the_order_the_customer_saw_it_with_what_waits_last() {
         s.ingest(&[text_event("E2", "U4", "m2", "まだですか", 3_000)], 3_000)
             .await
             .unwrap();
-        s.mark_sent(conv, &[kept], "reply", 3_100).await.unwrap();
+        s.mark_sent(conv, &[kept], desk_core::Mode::Reply, 3_100)
+            .await
+            .unwrap();
         let waiting = s
             .queue_outgoing(conv, agent, text("追記"), "k2", 2_500)
             .await

@@ -188,7 +188,7 @@ impl MsgView {
             })
             .unwrap_or_default();
         let problem = crate::delivery_view::problem(&m);
-        let can_cancel = m.outbox_state.as_deref() == Some("queued")
+        let can_cancel = m.waiting() == Some(desk_core::OutboxState::Queued)
             && desk_core::status::may_cancel(&f.viewer, m.agent_id, &f.state);
         let cancelled_note = match (m.cancelled_at, &m.cancelled_by_name) {
             (Some(at), Some(name)) => ctx.tf(
