@@ -76,26 +76,6 @@ impl Delivery {
     }
 }
 
-impl fmt::Display for Delivery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Delivery {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownValue {
-                what: "delivery",
-                value: s.to_owned(),
-            })
-    }
-}
-
 /// Why a message failed, may not have reached the customer, or still waits. Stored as JSON in
 /// `messages.delivery_error` (failed, uncertain) and `outbox.last_error` (waiting); shown to
 /// agents from the locale files (`delivery.problem.<code>`), with `line_message` quoted and
@@ -220,26 +200,6 @@ impl OutboxState {
             Self::Queued => "queued",
             Self::Sending => "sending",
         }
-    }
-}
-
-impl fmt::Display for OutboxState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OutboxState {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownValue {
-                what: "outbox state",
-                value: s.to_owned(),
-            })
     }
 }
 

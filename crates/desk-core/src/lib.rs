@@ -42,10 +42,26 @@ pub use delivery::{Delivery, Mode, OutboxState};
 pub use message::Direction;
 pub use status::{Actor, ConversationState, ConversationStatus};
 
-/// `TryFrom<String>` through `FromStr`, for the enums the store maps its text columns to
-/// (`#[sqlx(try_from = "String")]`): rows carry these enums, never their strings.
-macro_rules! try_from_string {
-    ($($t:ty),* $(,)?) => {$(
+/// The text forms of the enums the store keeps in text columns and the API shows: each enum
+/// has `ALL` and `as_str` (its one spelling); this gives it `Display`, an exact `FromStr`
+/// (anything else is an [`UnknownValue`] naming what was parsed) and `TryFrom<String>` for
+/// `#[sqlx(try_from = "String")]`, so rows carry these enums, never their strings.
+macro_rules! text_enum {
+    ($($t:ty => $what:literal),* $(,)?) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $t {
+            type Err = $crate::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| $crate::UnknownValue { what: $what, value: s.to_owned() })
+            }
+        }
         impl TryFrom<String> for $t {
             type Error = $crate::UnknownValue;
             fn try_from(s: String) -> Result<Self, Self::Error> {
@@ -54,13 +70,20 @@ macro_rules! try_from_string {
         }
     )*};
 }
-try_from_string!(
-    status::ConversationStatus,
-    delivery::Delivery,
-    delivery::Mode,
-    delivery::OutboxState,
-    message::Direction,
+text_enum!(
+    status::ConversationStatus => "conversation status",
+    delivery::Delivery => "delivery",
+    delivery::OutboxState => "outbox state",
+    message::Direction => "message direction",
 );
+
+/// Mode reads more leniently (REPLY, Reply: see its `FromStr`); rows take it the same way.
+impl TryFrom<String> for delivery::Mode {
+    type Error = UnknownValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
 
 /// A string that names none of an enum's values (from the `FromStr` impls of this crate).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,11 +1,6 @@
 //! What a stored message is, as far as the rules care.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
-
-use crate::UnknownValue;
 
 /// Who wrote a message. Stored as `messages.direction`: `"in"`, `"out"`, `"system"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,26 +25,6 @@ impl Direction {
             Self::Out => "out",
             Self::System => "system",
         }
-    }
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Direction {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownValue {
-                what: "message direction",
-                value: s.to_owned(),
-            })
     }
 }
 

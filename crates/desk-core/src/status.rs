@@ -70,12 +70,7 @@
 //! Why one file of ~600 lines: half of it is the unit tests of the lock; the rules themselves
 //! (who may press which button, who may send, who may take back) read best together.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
-
-use crate::UnknownValue;
 
 /// 未読 / 対応中 / 完了. Serialised as `"unread"`, `"in_progress"`, `"done"` (docs/interface.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -101,26 +96,6 @@ impl ConversationStatus {
             Self::InProgress => "in_progress",
             Self::Done => "done",
         }
-    }
-}
-
-impl fmt::Display for ConversationStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ConversationStatus {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownValue {
-                what: "conversation status",
-                value: s.to_owned(),
-            })
     }
 }
 
