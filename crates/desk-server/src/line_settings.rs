@@ -64,6 +64,9 @@ impl LineRuntime {
 #[derive(Clone)]
 pub struct LineSettings {
     current: Arc<RwLock<Arc<LineRuntime>>>,
+    /// One reload at a time: a reload that read the settings earlier (the change feed's)
+    /// must not store its older view after a later one (the screen's own, right after saving).
+    reloading: Arc<tokio::sync::Mutex<()>>,
     api_base: String,
     data_api_base: String,
 }
@@ -92,6 +95,7 @@ impl LineSettings {
                 passcode_reply: String::new(),
                 passcode_reply_push: false,
             }))),
+            reloading: Arc::new(tokio::sync::Mutex::new(())),
             api_base: config.line_api_base.clone(),
             data_api_base: config.line_data_api_base.clone(),
         };
@@ -101,6 +105,7 @@ impl LineSettings {
 
     /// Re-reads the stored settings (after the LINE設定 screen saved them).
     pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
         let mode = store.setting(KEY_MODE).await?;
         let secret = store.secret_setting(KEY_SECRET).await?;
         let token = store.secret_setting(KEY_TOKEN).await?;
