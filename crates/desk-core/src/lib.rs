@@ -23,6 +23,8 @@
 //! | who may try a password, and when (issue 9) | [`login_throttle::judge`] |
 //! | times are unix milliseconds from one clock | [`clock::Clock`] |
 //! | who wrote a message: the customer, an agent, the desk | [`message::Direction`] |
+//! | what a message is, where its bytes are | [`message::MessageKind`], [`message::MediaState`] |
+//! | L1 what a customer's 変更履歴 records | [`history::HistoryAction`], [`history::LinkVia`] |
 //!
 //! Full-width input (what Japanese phones and IMEs type) is folded to ASCII in one place,
 //! [`normalize::fold_width`].
@@ -30,6 +32,7 @@
 pub mod clock;
 pub mod customer_code;
 pub mod delivery;
+pub mod history;
 pub mod login_throttle;
 pub mod message;
 pub mod normalize;
@@ -39,7 +42,9 @@ pub mod status;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use delivery::{Delivery, Mode, OutboxState};
-pub use message::Direction;
+pub use history::{HistoryAction, LinkVia};
+pub use message::{Direction, MediaState, MessageKind};
+pub use passcode::AttemptOutcome;
 pub use status::{Actor, ConversationState, ConversationStatus};
 
 /// The text forms of the enums the store keeps in text columns and the API shows: each enum
@@ -75,6 +80,11 @@ text_enum!(
     delivery::Delivery => "delivery",
     delivery::OutboxState => "outbox state",
     message::Direction => "message direction",
+    message::MessageKind => "message kind",
+    message::MediaState => "media state",
+    passcode::AttemptOutcome => "passcode attempt outcome",
+    history::HistoryAction => "customer history action",
+    history::LinkVia => "link way",
 );
 
 /// Mode reads more leniently (REPLY, Reply: see its `FromStr`); rows take it the same way.

@@ -131,6 +131,30 @@ impl From<Passcode> for String {
     }
 }
 
+/// What came of one passcode a LINE user sent. Stored as `passcode_attempts.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    /// The code was valid: the LINE user is now linked to its customer.
+    Linked,
+    /// Unknown, expired, used or replaced (all the same to the sender: never say which).
+    Failed,
+    /// Not checked: the user's own limit or the desk-wide budget was exhausted.
+    Throttled,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 3] = [Self::Linked, Self::Failed, Self::Throttled];
+
+    /// The database form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Linked => "linked",
+            Self::Failed => "failed",
+            Self::Throttled => "throttled",
+        }
+    }
+}
+
 /// A passcode from caller-supplied randomness: the six digits are `random % 1_000_000`.
 ///
 /// Uniformity is the caller's business: `u32 % 1_000_000` favours the values below 967,296 by

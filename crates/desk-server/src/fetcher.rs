@@ -197,7 +197,7 @@ async fn check_passcode(st: &AppState, message_id: i64) -> Result<Outcome, Strin
         .await
         .map_err(|e| e.to_string())?;
     for a in attempts {
-        tracing::info!(message = a.message_id, outcome = a.outcome, customer = ?a.customer_id, "passcode attempt");
+        tracing::info!(message = a.message_id, outcome = a.outcome.as_str(), customer = ?a.customer_id, "passcode attempt");
         if a.budget_exhausted {
             budget_warning(st.now_ms());
         }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use desk_core::delivery::{Problem, ProblemCode};
 use desk_core::planner::{self, OutContent, Outgoing, PlanError, ReplyToken};
-use desk_core::{Delivery, Mode, OutboxState};
+use desk_core::{Delivery, MessageKind, Mode, OutboxState};
 use desk_store::outbox::{Lease, OutboxItem, SendContext};
 use line_api::client::LineError;
 use line_api::message::OutMessage;
@@ -117,8 +117,8 @@ async fn send_conversation(st: &AppState, conversation_id: i64) -> anyhow::Resul
 }
 
 fn to_outgoing(st: &AppState, item: &OutboxItem, ctx: &SendContext) -> Outgoing {
-    let content = match item.kind.as_str() {
-        "image" => {
+    let content = match item.kind {
+        MessageKind::Image => {
             let p: serde_json::Value = item
                 .payload
                 .as_deref()
@@ -136,6 +136,7 @@ fn to_outgoing(st: &AppState, item: &OutboxItem, ctx: &SendContext) -> Outgoing 
                 preview_url: url("preview_key"),
             }
         }
+        // Agents send texts and images; anything else queued is sent as its text.
         _ => OutContent::Text(item.text.clone().unwrap_or_default()),
     };
     Outgoing {

@@ -22,6 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use desk_core::MessageKind;
 use desk_core::clock::Clock;
 use desk_store::Store;
 use desk_store::ingest::{InboundAction, InboundEvent, InboundMessage, SqliteWriter};
@@ -257,12 +258,12 @@ fn to_inbound_message(m: &MessageContent, ev: &Event) -> InboundMessage {
         MessageContent::Other { message_type, .. } => Some(json!({"message_type": message_type})),
     };
     let kind = match m {
-        MessageContent::Other { .. } => "other",
-        other => other.type_name(),
+        MessageContent::Other { .. } => MessageKind::Other,
+        known => MessageKind::from_line_type(known.type_name()),
     };
     InboundMessage {
         line_message_id: m.id().map(str::to_owned),
-        kind: kind.to_owned(),
+        kind,
         text,
         payload: payload.map(|p| p.to_string()),
         fetch_content,

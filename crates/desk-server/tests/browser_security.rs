@@ -338,8 +338,11 @@ async fn admins_see_tokens_refused_webhooks_and_the_passcode_alarm() {
         }
     }
     eventually("the guesses are judged", || async {
-        let n: i64 = desk_store::on_db!(&d.state.store.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM passcode_attempts").fetch_one(p).await)
+        let n: i64 = desk_store::on_db!(d.state.store.db(), |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM passcode_attempts"
+        )
+        .fetch_one(p)
+        .await)
         .unwrap();
         (n >= 20).then_some(())
     })

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BACKENDS, Backend, TestDesk, eventually, png};
+use common::{Backend, TestDesk, backend_test, eventually, png};
 use desk_server::i18n::{I18n, Locale};
 use desk_store::users::Role;
 use line_emulator::{Endpoint, Fault};
@@ -76,92 +76,88 @@ async fn out_messages(d: &TestDesk, conv: i64) -> Vec<Value> {
 
 // ---- 1. one press of 送信 is one group ---------------------------------------------------
 
-#[tokio::test]
-async fn one_press_with_text_and_image_goes_in_one_reply_call_in_the_order_composed() {
-    for b in BACKENDS {
-        let d = TestDesk::start(b).await;
-        let sato = d.user("sato", "佐藤", Role::Agent).await;
-        let (user, conv) = d.customer("山田", "見積書をください").await;
-        sato.set_status(conv, "in_progress").await;
-        let (status, group) = press(
-            &d,
-            &sato.token,
-            conv,
-            vec![text("見積書を添付します。"), image(40)],
-        )
-        .await;
-        assert_eq!(status, 201, "{b:?}: {group}");
-        let ids: Vec<i64> = group["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_i64().unwrap())
-            .collect();
-        assert_eq!(group["group_id"], ids[0]);
-        assert_eq!(group["messages"][0]["delivery"], "sent", "{b:?}");
-        assert_eq!(group["messages"][1]["delivery"], "sent", "{b:?}");
-        let got = received(&d, &user);
-        assert_eq!(got.len(), 2, "{b:?}: {got:?}");
-        assert_eq!(
-            (got[0].1.as_str(), got[0].2.as_str()),
-            ("text", "見積書を添付します。"),
-            "the explanation first"
-        );
-        assert_eq!(got[1].1, "image");
-        assert_eq!(got[0].3, got[1].3, "{b:?}: one reply call");
-        assert_eq!(got[0].0, "reply");
-    }
+backend_test!(one_press_with_text_and_image_goes_in_one_reply_call_in_the_order_composed);
+async fn one_press_with_text_and_image_goes_in_one_reply_call_in_the_order_composed(b: Backend) {
+    let d = TestDesk::start(b).await;
+    let sato = d.user("sato", "佐藤", Role::Agent).await;
+    let (user, conv) = d.customer("山田", "見積書をください").await;
+    sato.set_status(conv, "in_progress").await;
+    let (status, group) = press(
+        &d,
+        &sato.token,
+        conv,
+        vec![text("見積書を添付します。"), image(40)],
+    )
+    .await;
+    assert_eq!(status, 201, "{b:?}: {group}");
+    let ids: Vec<i64> = group["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(group["group_id"], ids[0]);
+    assert_eq!(group["messages"][0]["delivery"], "sent", "{b:?}");
+    assert_eq!(group["messages"][1]["delivery"], "sent", "{b:?}");
+    let got = received(&d, &user);
+    assert_eq!(got.len(), 2, "{b:?}: {got:?}");
+    assert_eq!(
+        (got[0].1.as_str(), got[0].2.as_str()),
+        ("text", "見積書を添付します。"),
+        "the explanation first"
+    );
+    assert_eq!(got[1].1, "image");
+    assert_eq!(got[0].3, got[1].3, "{b:?}: one reply call");
+    assert_eq!(got[0].0, "reply");
 }
 
-#[tokio::test]
-async fn a_press_that_fits_a_call_is_never_split_across_reply_tokens() {
-    for b in BACKENDS {
-        let d = TestDesk::start(b).await;
-        let sato = d.user("sato", "佐藤", Role::Agent).await;
-        let (user, conv) = d.customer("山田", "写真を送ってください").await;
-        sato.set_status(conv, "in_progress").await;
-        sato.send_text(conv, "お送りします。").await;
-        // The token is used: four photos wait (one press), then a text with one more photo.
-        let (s, _) = press(
-            &d,
-            &sato.token,
-            conv,
-            (1..=4).map(|i| image(10 + i)).collect(),
-        )
-        .await;
-        assert_eq!(s, 201);
-        let (s, _) = press(
-            &d,
-            &sato.token,
-            conv,
-            vec![text("最後の1枚です。"), image(30)],
-        )
-        .await;
-        assert_eq!(s, 201);
-        d.emulator.send_text(&user, "はい").await.unwrap();
-        eventually("the four photos", || async {
-            (received(&d, &user).len() == 5).then_some(())
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(
-            received(&d, &user).len(),
-            5,
-            "{b:?}: the last press waits whole"
-        );
-        d.emulator.send_text(&user, "続きをどうぞ").await.unwrap();
-        let got = eventually("the last press", || async {
-            let got = received(&d, &user);
-            (got.len() == 7).then_some(got)
-        })
-        .await;
-        assert_eq!(
-            (got[5].1.as_str(), got[5].2.as_str()),
-            ("text", "最後の1枚です。")
-        );
-        assert_eq!(got[6].1, "image");
-        assert_eq!(got[5].3, got[6].3, "{b:?}: text and its photo in one call");
-    }
+backend_test!(a_press_that_fits_a_call_is_never_split_across_reply_tokens);
+async fn a_press_that_fits_a_call_is_never_split_across_reply_tokens(b: Backend) {
+    let d = TestDesk::start(b).await;
+    let sato = d.user("sato", "佐藤", Role::Agent).await;
+    let (user, conv) = d.customer("山田", "写真を送ってください").await;
+    sato.set_status(conv, "in_progress").await;
+    sato.send_text(conv, "お送りします。").await;
+    // The token is used: four photos wait (one press), then a text with one more photo.
+    let (s, _) = press(
+        &d,
+        &sato.token,
+        conv,
+        (1..=4).map(|i| image(10 + i)).collect(),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = press(
+        &d,
+        &sato.token,
+        conv,
+        vec![text("最後の1枚です。"), image(30)],
+    )
+    .await;
+    assert_eq!(s, 201);
+    d.emulator.send_text(&user, "はい").await.unwrap();
+    eventually("the four photos", || async {
+        (received(&d, &user).len() == 5).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        received(&d, &user).len(),
+        5,
+        "{b:?}: the last press waits whole"
+    );
+    d.emulator.send_text(&user, "続きをどうぞ").await.unwrap();
+    let got = eventually("the last press", || async {
+        let got = received(&d, &user);
+        (got.len() == 7).then_some(got)
+    })
+    .await;
+    assert_eq!(
+        (got[5].1.as_str(), got[5].2.as_str()),
+        ("text", "最後の1枚です。")
+    );
+    assert_eq!(got[6].1, "image");
+    assert_eq!(got[5].3, got[6].3, "{b:?}: text and its photo in one call");
 }
 
 #[tokio::test]
@@ -198,214 +194,208 @@ async fn a_press_with_a_bad_part_writes_nothing_and_says_why_in_japanese() {
 
 // ---- 3. unsent messages, 完了 and a hand-over --------------------------------------------
 
-#[tokio::test]
-async fn completing_keeps_waiting_messages_for_the_next_handler_whose_answer_goes_first() {
-    for b in BACKENDS {
-        let d = TestDesk::start(b).await;
-        let a = d.user("sato", "佐藤", Role::Agent).await;
-        let bb = d.user("tanaka", "田中", Role::Agent).await;
-        let (user, conv) = d.customer("山田", "配送状況を教えてください").await;
-        a.set_status(conv, "in_progress").await;
-        a.send_text(conv, "お調べします。").await;
-        a.send_text(conv, "Aの追記1").await;
-        a.send_text(conv, "Aの追記2").await;
-        let c = d.get(&format!("/api/v1/conversations/{conv}")).await;
-        assert_eq!(c["waiting"], 2, "{b:?}");
-        // An API client that does not say keeps them (そのまま送る).
-        let (s, _) = a.set_status(conv, "done").await;
-        assert_eq!(s, 200);
-        let sent = d.emulator.send_text(&user, "まだですか？").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(
-            received(&d, &user).len(),
-            1,
-            "{b:?}: nobody handles the chat: nothing goes"
-        );
-        let waiting = out_messages(&d, conv).await;
-        assert_eq!(
-            waiting[1]["waiting_reason"], "kept_for_next_handler",
-            "{b:?}"
-        );
-        // B takes the chat and answers within seconds: B's answer goes first, on that token.
-        assert_eq!(bb.set_status(conv, "in_progress").await.0, 200);
-        let (_, m) = bb.send_text(conv, "田中が承ります。").await;
-        assert_eq!(m["delivery"], "sent", "{b:?}: B is not starved");
-        let got = eventually("A's kept texts after B's answer", || async {
-            let got = received(&d, &user);
-            (got.len() == 3).then_some(got)
-        })
-        .await;
-        assert_eq!(got[1].2, "田中が承ります。");
-        assert_eq!(got[2].2, "Aの追記1\nAの追記2");
-        assert_eq!(got[1].3, got[2].3, "{b:?}: one call");
-        assert_eq!(
-            got[1].4, sent.reply_token,
-            "{b:?}: the customer's new message's token"
-        );
-    }
+backend_test!(completing_keeps_waiting_messages_for_the_next_handler_whose_answer_goes_first);
+async fn completing_keeps_waiting_messages_for_the_next_handler_whose_answer_goes_first(
+    b: Backend,
+) {
+    let d = TestDesk::start(b).await;
+    let a = d.user("sato", "佐藤", Role::Agent).await;
+    let bb = d.user("tanaka", "田中", Role::Agent).await;
+    let (user, conv) = d.customer("山田", "配送状況を教えてください").await;
+    a.set_status(conv, "in_progress").await;
+    a.send_text(conv, "お調べします。").await;
+    a.send_text(conv, "Aの追記1").await;
+    a.send_text(conv, "Aの追記2").await;
+    let c = d.get(&format!("/api/v1/conversations/{conv}")).await;
+    assert_eq!(c["waiting"], 2, "{b:?}");
+    // An API client that does not say keeps them (そのまま送る).
+    let (s, _) = a.set_status(conv, "done").await;
+    assert_eq!(s, 200);
+    let sent = d.emulator.send_text(&user, "まだですか？").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        received(&d, &user).len(),
+        1,
+        "{b:?}: nobody handles the chat: nothing goes"
+    );
+    let waiting = out_messages(&d, conv).await;
+    assert_eq!(
+        waiting[1]["waiting_reason"], "kept_for_next_handler",
+        "{b:?}"
+    );
+    // B takes the chat and answers within seconds: B's answer goes first, on that token.
+    assert_eq!(bb.set_status(conv, "in_progress").await.0, 200);
+    let (_, m) = bb.send_text(conv, "田中が承ります。").await;
+    assert_eq!(m["delivery"], "sent", "{b:?}: B is not starved");
+    let got = eventually("A's kept texts after B's answer", || async {
+        let got = received(&d, &user);
+        (got.len() == 3).then_some(got)
+    })
+    .await;
+    assert_eq!(got[1].2, "田中が承ります。");
+    assert_eq!(got[2].2, "Aの追記1\nAの追記2");
+    assert_eq!(got[1].3, got[2].3, "{b:?}: one call");
+    assert_eq!(
+        got[1].4, sent.reply_token,
+        "{b:?}: the customer's new message's token"
+    );
 }
 
-#[tokio::test]
-async fn completing_with_cancel_takes_back_what_waits() {
-    for b in BACKENDS {
-        let d = TestDesk::start(b).await;
-        let a = d.user("sato", "佐藤", Role::Agent).await;
-        let (user, conv) = d.customer("山田", "質問です").await;
-        a.set_status(conv, "in_progress").await;
-        a.send_text(conv, "回答です。").await;
-        a.send_text(conv, "不要になった追記").await;
-        let (s, _) = a
-            .post(
-                &format!("/api/v1/conversations/{conv}/status"),
-                json!({"status": "done", "unsent": "cancel"}),
-            )
-            .await;
-        assert_eq!(s, 200);
-        d.emulator.send_text(&user, "ありがとう").await.unwrap();
-        a.set_status(conv, "in_progress").await;
-        a.send_text(conv, "どういたしまして。").await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let texts: Vec<String> = received(&d, &user).into_iter().map(|r| r.2).collect();
-        assert_eq!(texts, ["回答です。", "どういたしまして。"], "{b:?}");
+backend_test!(completing_with_cancel_takes_back_what_waits);
+async fn completing_with_cancel_takes_back_what_waits(b: Backend) {
+    let d = TestDesk::start(b).await;
+    let a = d.user("sato", "佐藤", Role::Agent).await;
+    let (user, conv) = d.customer("山田", "質問です").await;
+    a.set_status(conv, "in_progress").await;
+    a.send_text(conv, "回答です。").await;
+    a.send_text(conv, "不要になった追記").await;
+    let (s, _) = a
+        .post(
+            &format!("/api/v1/conversations/{conv}/status"),
+            json!({"status": "done", "unsent": "cancel"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    d.emulator.send_text(&user, "ありがとう").await.unwrap();
+    a.set_status(conv, "in_progress").await;
+    a.send_text(conv, "どういたしまして。").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let texts: Vec<String> = received(&d, &user).into_iter().map(|r| r.2).collect();
+    assert_eq!(texts, ["回答です。", "どういたしまして。"], "{b:?}");
+    let out = out_messages(&d, conv).await;
+    let cancelled = out
+        .iter()
+        .find(|m| m["text"] == "不要になった追記")
+        .unwrap();
+    assert_eq!(
+        cancelled["delivery"], "cancelled",
+        "{b:?}: still shown, as 取消"
+    );
+    assert_eq!(cancelled["cancelled_by"], "佐藤");
+    let (s, e) = a
+        .post(
+            &format!("/api/v1/conversations/{conv}/status"),
+            json!({"status": "done", "unsent": "later"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["key"].as_str()),
+        (400, Some("status.error.unsent"))
+    );
+}
+
+backend_test!(an_agent_cancels_their_own_waiting_message_but_not_one_already_sending);
+async fn an_agent_cancels_their_own_waiting_message_but_not_one_already_sending(b: Backend) {
+    let d = TestDesk::start(b).await;
+    let a = d.user("sato", "佐藤", Role::Agent).await;
+    let other = d.user("suzuki", "鈴木", Role::Agent).await;
+    let (user, conv) = d.customer("山田", "質問です").await;
+    a.set_status(conv, "in_progress").await;
+    a.send_text(conv, "回答です。").await;
+    let (_, m) = a.send_text(conv, "やっぱり取り消したい").await;
+    assert_eq!(m["delivery"], "unsent");
+    let id = m["id"].as_i64().unwrap();
+    let (s, e) = other
+        .post(&format!("/api/v1/messages/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(
+        (s, e["error"]["key"].as_str()),
+        (403, Some("send.error.cancel_not_allowed"))
+    );
+    let (s, c) = a
+        .post(&format!("/api/v1/messages/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(
+        (s, c["delivery"].as_str()),
+        (200, Some("cancelled")),
+        "{b:?}: {c}"
+    );
+    d.emulator.send_text(&user, "はい").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(received(&d, &user).len(), 1, "{b:?}: never sent afterwards");
+    let (s, e) = a
+        .post(&format!("/api/v1/messages/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(
+        (s, e["error"]["key"].as_str()),
+        (409, Some("send.error.not_waiting"))
+    );
+
+    // A reply under way (LINE is slow): its message is `sending` and cannot be cancelled.
+    d.emulator.add_fault(Fault {
+        endpoint: Endpoint::Reply,
+        status: 0,
+        count: 1,
+        delay_ms: 1_500,
+    });
+    let token = a.token.clone();
+    let (url, http) = (d.url.clone(), d.http.clone());
+    let sending = tokio::spawn(async move {
+        http.post(format!("{url}/api/v1/conversations/{conv}/messages"))
+            .bearer_auth(token)
+            .json(&json!({"text": "いま送っています"}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    let id = eventually("the message under way", || async {
         let out = out_messages(&d, conv).await;
-        let cancelled = out
-            .iter()
-            .find(|m| m["text"] == "不要になった追記")
-            .unwrap();
-        assert_eq!(
-            cancelled["delivery"], "cancelled",
-            "{b:?}: still shown, as 取消"
-        );
-        assert_eq!(cancelled["cancelled_by"], "佐藤");
-        let (s, e) = a
-            .post(
-                &format!("/api/v1/conversations/{conv}/status"),
-                json!({"status": "done", "unsent": "later"}),
-            )
-            .await;
-        assert_eq!(
-            (s, e["error"]["key"].as_str()),
-            (400, Some("status.error.unsent"))
-        );
-    }
-}
-
-#[tokio::test]
-async fn an_agent_cancels_their_own_waiting_message_but_not_one_already_sending() {
-    for b in BACKENDS {
-        let d = TestDesk::start(b).await;
-        let a = d.user("sato", "佐藤", Role::Agent).await;
-        let other = d.user("suzuki", "鈴木", Role::Agent).await;
-        let (user, conv) = d.customer("山田", "質問です").await;
-        a.set_status(conv, "in_progress").await;
-        a.send_text(conv, "回答です。").await;
-        let (_, m) = a.send_text(conv, "やっぱり取り消したい").await;
-        assert_eq!(m["delivery"], "unsent");
-        let id = m["id"].as_i64().unwrap();
-        let (s, e) = other
-            .post(&format!("/api/v1/messages/{id}/cancel"), json!({}))
-            .await;
-        assert_eq!(
-            (s, e["error"]["key"].as_str()),
-            (403, Some("send.error.cancel_not_allowed"))
-        );
-        let (s, c) = a
-            .post(&format!("/api/v1/messages/{id}/cancel"), json!({}))
-            .await;
-        assert_eq!(
-            (s, c["delivery"].as_str()),
-            (200, Some("cancelled")),
-            "{b:?}: {c}"
-        );
-        d.emulator.send_text(&user, "はい").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(received(&d, &user).len(), 1, "{b:?}: never sent afterwards");
-        let (s, e) = a
-            .post(&format!("/api/v1/messages/{id}/cancel"), json!({}))
-            .await;
-        assert_eq!(
-            (s, e["error"]["key"].as_str()),
-            (409, Some("send.error.not_waiting"))
-        );
-
-        // A reply under way (LINE is slow): its message is `sending` and cannot be cancelled.
-        d.emulator.add_fault(Fault {
-            endpoint: Endpoint::Reply,
-            status: 0,
-            count: 1,
-            delay_ms: 1_500,
-        });
-        let token = a.token.clone();
-        let (url, http) = (d.url.clone(), d.http.clone());
-        let sending = tokio::spawn(async move {
-            http.post(format!("{url}/api/v1/conversations/{conv}/messages"))
-                .bearer_auth(token)
-                .json(&json!({"text": "いま送っています"}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        });
-        let id = eventually("the message under way", || async {
-            let out = out_messages(&d, conv).await;
-            out.into_iter()
-                .find(|m| m["text"] == "いま送っています" && m["waiting_reason"] == "sending")
-                .map(|m| m["id"].as_i64().unwrap())
-        })
+        out.into_iter()
+            .find(|m| m["text"] == "いま送っています" && m["waiting_reason"] == "sending")
+            .map(|m| m["id"].as_i64().unwrap())
+    })
+    .await;
+    let (s, e) = a
+        .post(&format!("/api/v1/messages/{id}/cancel"), json!({}))
         .await;
-        let (s, e) = a
-            .post(&format!("/api/v1/messages/{id}/cancel"), json!({}))
-            .await;
-        assert_eq!(
-            (s, e["error"]["key"].as_str()),
-            (409, Some("send.error.already_sending")),
-            "{b:?}"
-        );
-        let m = sending.await.unwrap();
-        assert_eq!(m["delivery"], "sent", "{b:?}: it went, once");
-        assert_eq!(received(&d, &user).len(), 2);
-    }
+    assert_eq!(
+        (s, e["error"]["key"].as_str()),
+        (409, Some("send.error.already_sending")),
+        "{b:?}"
+    );
+    let m = sending.await.unwrap();
+    assert_eq!(m["delivery"], "sent", "{b:?}: it went, once");
+    assert_eq!(received(&d, &user).len(), 2);
 }
 
 // ---- 4. the order the customer saw ------------------------------------------------------------
 
-#[tokio::test]
-async fn history_is_in_the_order_the_customer_saw_it_with_both_times() {
-    for b in BACKENDS {
-        let d = TestDesk::start(b).await;
-        let a = d.user("sato", "佐藤", Role::Agent).await;
-        let (user, conv) = d.customer("山田", "Q1").await;
-        a.set_status(conv, "in_progress").await;
-        a.send_text(conv, "A1").await;
-        a.send_text(conv, "A2").await;
-        tokio::time::sleep(Duration::from_millis(1_100)).await;
-        d.emulator.send_text(&user, "Q2").await.unwrap();
-        eventually("A2 delivered", || async {
-            (received(&d, &user).len() == 2).then_some(())
-        })
-        .await;
-        let msgs = eventually("A2 marked sent", || async {
-            let msgs = d.messages(conv).await;
-            msgs.iter()
-                .all(|m| m["delivery"] != "unsent")
-                .then_some(msgs)
-        })
-        .await;
-        let order: Vec<&str> = msgs.iter().map(|m| m["text"].as_str().unwrap()).collect();
-        assert_eq!(
-            order,
-            ["Q1", "A1", "Q2", "A2"],
-            "{b:?}: as on the customer's phone"
-        );
-        let a2 = &msgs[3];
-        assert_ne!(
-            a2["created_at"], a2["delivered_at"],
-            "{b:?}: written and delivered"
-        );
-        assert!(a2["delivered_at"].as_str().unwrap() > a2["created_at"].as_str().unwrap());
-    }
+backend_test!(history_is_in_the_order_the_customer_saw_it_with_both_times);
+async fn history_is_in_the_order_the_customer_saw_it_with_both_times(b: Backend) {
+    let d = TestDesk::start(b).await;
+    let a = d.user("sato", "佐藤", Role::Agent).await;
+    let (user, conv) = d.customer("山田", "Q1").await;
+    a.set_status(conv, "in_progress").await;
+    a.send_text(conv, "A1").await;
+    a.send_text(conv, "A2").await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    d.emulator.send_text(&user, "Q2").await.unwrap();
+    eventually("A2 delivered", || async {
+        (received(&d, &user).len() == 2).then_some(())
+    })
+    .await;
+    let msgs = eventually("A2 marked sent", || async {
+        let msgs = d.messages(conv).await;
+        msgs.iter()
+            .all(|m| m["delivery"] != "unsent")
+            .then_some(msgs)
+    })
+    .await;
+    let order: Vec<&str> = msgs.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        order,
+        ["Q1", "A1", "Q2", "A2"],
+        "{b:?}: as on the customer's phone"
+    );
+    let a2 = &msgs[3];
+    assert_ne!(
+        a2["created_at"], a2["delivered_at"],
+        "{b:?}: written and delivered"
+    );
+    assert!(a2["delivered_at"].as_str().unwrap() > a2["created_at"].as_str().unwrap());
 }
 
 // ---- 5. every error path worded in Japanese -----------------------------------------------
@@ -651,52 +641,50 @@ async fn a_waiting_message_says_why_and_the_chat_says_its_mode() {
 
 // ---- 7. the 対応中エージェント column and filter agree -----------------------------------------
 
-#[tokio::test]
-async fn the_agent_filter_finds_the_chats_the_column_names() {
-    for b in BACKENDS {
-        let d = TestDesk::start(b).await;
-        let a = d.user("sato", "佐藤 美咲", Role::Agent).await;
-        let (_, done) = d.customer("山田", "ありがとう").await;
-        let (_, held) = d.customer("鈴木", "質問です").await;
-        let (_, other) = d.customer("高橋", "こんにちは").await;
-        a.set_status(done, "in_progress").await;
-        a.set_status(done, "done").await;
-        a.set_status(held, "in_progress").await;
-        let ids = |v: Value| -> Vec<i64> {
-            let mut ids: Vec<i64> = v["conversations"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["id"].as_i64().unwrap())
-                .collect();
-            ids.sort();
-            ids
-        };
-        let mut want = vec![done, held];
-        want.sort();
-        assert_eq!(
-            ids(d.get("/api/v1/conversations?agent=sato").await),
-            want,
-            "{b:?}"
-        );
-        assert_eq!(
-            ids(d
-                .get("/api/v1/conversations?agent=sato&status=in_progress")
-                .await),
-            [held]
-        );
-        assert!(
-            !ids(d
-                .get("/api/v1/conversations?agent=%E4%BD%90%E8%97%A4")
-                .await)
-            .contains(&other)
-        );
-        let html = page(&d, "/chats?agent=sato").await;
-        assert!(
-            html.contains("前回の対応"),
-            "{b:?}: the last handler is labelled as such"
-        );
-    }
+backend_test!(the_agent_filter_finds_the_chats_the_column_names);
+async fn the_agent_filter_finds_the_chats_the_column_names(b: Backend) {
+    let d = TestDesk::start(b).await;
+    let a = d.user("sato", "佐藤 美咲", Role::Agent).await;
+    let (_, done) = d.customer("山田", "ありがとう").await;
+    let (_, held) = d.customer("鈴木", "質問です").await;
+    let (_, other) = d.customer("高橋", "こんにちは").await;
+    a.set_status(done, "in_progress").await;
+    a.set_status(done, "done").await;
+    a.set_status(held, "in_progress").await;
+    let ids = |v: Value| -> Vec<i64> {
+        let mut ids: Vec<i64> = v["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_i64().unwrap())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut want = vec![done, held];
+    want.sort();
+    assert_eq!(
+        ids(d.get("/api/v1/conversations?agent=sato").await),
+        want,
+        "{b:?}"
+    );
+    assert_eq!(
+        ids(d
+            .get("/api/v1/conversations?agent=sato&status=in_progress")
+            .await),
+        [held]
+    );
+    assert!(
+        !ids(d
+            .get("/api/v1/conversations?agent=%E4%BD%90%E8%97%A4")
+            .await)
+        .contains(&other)
+    );
+    let html = page(&d, "/chats?agent=sato").await;
+    assert!(
+        html.contains("前回の対応"),
+        "{b:?}: the last handler is labelled as such"
+    );
 }
 
 // ---- 11. the passcode confirmation ------------------------------------------------------------
@@ -727,47 +715,45 @@ async fn passcode_for(d: &TestDesk, name: &str) -> String {
     p["passcode"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn a_passcode_link_is_confirmed_on_the_passcodes_own_reply_token() {
-    for b in BACKENDS {
-        let d = TestDesk::start(b).await;
-        let code = passcode_for(&d, "山田 花子").await;
-        let user = d.emulator.follow("山田", None).await.unwrap();
-        let sent = d.emulator.send_text(&user, &code).await.unwrap();
-        let got = eventually("the confirmation", || async {
-            let got = received(&d, &user);
-            (!got.is_empty()).then_some(got)
-        })
-        .await;
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].0, "reply", "{b:?}");
-        assert_eq!(
-            got[0].2,
-            I18n::t(Locale::Ja, "line_settings.passcode_reply_default")
-        );
-        assert_eq!(
-            got[0].4, sent.reply_token,
-            "{b:?}: the passcode message's own token"
-        );
-        let conv = d.conversation_of(&user).await.unwrap();
-        assert!(conv["customer"].is_object());
-        let msgs = d.messages(conv["id"].as_i64().unwrap()).await;
-        assert_eq!(msgs[0]["passcode"], "linked");
-        let desk = msgs.iter().find(|m| m["direction"] == "out").unwrap();
-        assert_eq!(desk["agent"], Value::Null, "the desk's own answer");
-        // A wrong one is shown to agents as such, and not answered.
-        d.emulator.send_text(&user, "@000-001").await.unwrap();
-        let id = conv["id"].as_i64().unwrap();
-        eventually("the wrong passcode marked", || async {
-            d.messages(id)
-                .await
-                .iter()
-                .any(|m| m["text"] == "@000-001" && m["passcode"] == "failed")
-                .then_some(())
-        })
-        .await;
-        assert_eq!(received(&d, &user).len(), 1);
-    }
+backend_test!(a_passcode_link_is_confirmed_on_the_passcodes_own_reply_token);
+async fn a_passcode_link_is_confirmed_on_the_passcodes_own_reply_token(b: Backend) {
+    let d = TestDesk::start(b).await;
+    let code = passcode_for(&d, "山田 花子").await;
+    let user = d.emulator.follow("山田", None).await.unwrap();
+    let sent = d.emulator.send_text(&user, &code).await.unwrap();
+    let got = eventually("the confirmation", || async {
+        let got = received(&d, &user);
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, "reply", "{b:?}");
+    assert_eq!(
+        got[0].2,
+        I18n::t(Locale::Ja, "line_settings.passcode_reply_default")
+    );
+    assert_eq!(
+        got[0].4, sent.reply_token,
+        "{b:?}: the passcode message's own token"
+    );
+    let conv = d.conversation_of(&user).await.unwrap();
+    assert!(conv["customer"].is_object());
+    let msgs = d.messages(conv["id"].as_i64().unwrap()).await;
+    assert_eq!(msgs[0]["passcode"], "linked");
+    let desk = msgs.iter().find(|m| m["direction"] == "out").unwrap();
+    assert_eq!(desk["agent"], Value::Null, "the desk's own answer");
+    // A wrong one is shown to agents as such, and not answered.
+    d.emulator.send_text(&user, "@000-001").await.unwrap();
+    let id = conv["id"].as_i64().unwrap();
+    eventually("the wrong passcode marked", || async {
+        d.messages(id)
+            .await
+            .iter()
+            .any(|m| m["text"] == "@000-001" && m["passcode"] == "failed")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(received(&d, &user).len(), 1);
 }
 
 #[tokio::test]

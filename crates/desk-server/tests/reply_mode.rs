@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BACKENDS, Backend, TestDesk, eventually, png};
+use common::{Backend, TestDesk, backend_test, eventually, png};
 use desk_store::users::Role;
 use line_emulator::{Endpoint, Fault};
 use serde_json::{Value, json};
@@ -56,67 +56,64 @@ async fn all_sent(d: &TestDesk, conv: i64) {
     .await;
 }
 
-#[tokio::test]
-async fn the_first_answer_goes_at_once_the_rest_waits_for_the_next_message_in_order() {
-    for b in BACKENDS {
-        let d = TestDesk::start_with(b, emu()).await;
-        let sato = d.user("sato", "佐藤", Role::Agent).await;
-        let (user, conv) = d.customer("山田", "注文した商品が届きません").await;
-        sato.set_status(conv, "in_progress").await;
-        let (_, a) = sato.send_text(conv, "お調べします。").await;
-        assert_eq!(
-            a["delivery"], "sent",
-            "{b:?}: the first answer uses the token at once"
-        );
-        assert_eq!(a["sent_via"], "reply");
-        for text in ["注文番号を教えてください。", "お手数をおかけします。"]
-        {
-            let (_, m) = sato.send_text(conv, text).await;
-            assert_eq!(m["delivery"], "unsent", "kept: 未送信 (M4)");
-        }
-        let (_, img) = sato.send_image(conv, png(60, 40), "label.png").await;
-        assert_eq!(img["delivery"], "unsent");
-        let (_, last) = sato.send_text(conv, "こちらの伝票の番号です。").await;
-        assert_eq!(last["delivery"], "unsent");
-        assert_eq!(received(&d, &user).len(), 1);
-
-        d.emulator.send_text(&user, "A-10293 です").await.unwrap();
-        all_sent(&d, conv).await;
-        let got = received(&d, &user);
-        // Consecutive texts joined into one, the image in its place (M5).
-        assert_eq!(got.len(), 4, "{b:?}: {got:?}");
-        assert_eq!(
-            got[0],
-            ("reply".into(), "text".into(), "お調べします。".into())
-        );
-        assert_eq!(
-            got[1],
-            (
-                "reply".into(),
-                "text".into(),
-                "注文番号を教えてください。\nお手数をおかけします。".into()
-            )
-        );
-        assert_eq!((got[2].0.as_str(), got[2].1.as_str()), ("reply", "image"));
-        assert_eq!(
-            got[3],
-            (
-                "reply".into(),
-                "text".into(),
-                "こちらの伝票の番号です。".into()
-            )
-        );
-        let inbox = d.emulator.inbox(&user);
-        assert_eq!(
-            inbox[1]["request_id"], inbox[3]["request_id"],
-            "one reply call carried them"
-        );
-        assert_ne!(inbox[0]["request_id"], inbox[1]["request_id"]);
-        // Nothing more goes out on later messages: each was delivered once.
-        d.emulator.send_text(&user, "ありがとう").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(received(&d, &user).len(), 4);
+backend_test!(the_first_answer_goes_at_once_the_rest_waits_for_the_next_message_in_order);
+async fn the_first_answer_goes_at_once_the_rest_waits_for_the_next_message_in_order(b: Backend) {
+    let d = TestDesk::start_with(b, emu()).await;
+    let sato = d.user("sato", "佐藤", Role::Agent).await;
+    let (user, conv) = d.customer("山田", "注文した商品が届きません").await;
+    sato.set_status(conv, "in_progress").await;
+    let (_, a) = sato.send_text(conv, "お調べします。").await;
+    assert_eq!(
+        a["delivery"], "sent",
+        "{b:?}: the first answer uses the token at once"
+    );
+    assert_eq!(a["sent_via"], "reply");
+    for text in ["注文番号を教えてください。", "お手数をおかけします。"] {
+        let (_, m) = sato.send_text(conv, text).await;
+        assert_eq!(m["delivery"], "unsent", "kept: 未送信 (M4)");
     }
+    let (_, img) = sato.send_image(conv, png(60, 40), "label.png").await;
+    assert_eq!(img["delivery"], "unsent");
+    let (_, last) = sato.send_text(conv, "こちらの伝票の番号です。").await;
+    assert_eq!(last["delivery"], "unsent");
+    assert_eq!(received(&d, &user).len(), 1);
+
+    d.emulator.send_text(&user, "A-10293 です").await.unwrap();
+    all_sent(&d, conv).await;
+    let got = received(&d, &user);
+    // Consecutive texts joined into one, the image in its place (M5).
+    assert_eq!(got.len(), 4, "{b:?}: {got:?}");
+    assert_eq!(
+        got[0],
+        ("reply".into(), "text".into(), "お調べします。".into())
+    );
+    assert_eq!(
+        got[1],
+        (
+            "reply".into(),
+            "text".into(),
+            "注文番号を教えてください。\nお手数をおかけします。".into()
+        )
+    );
+    assert_eq!((got[2].0.as_str(), got[2].1.as_str()), ("reply", "image"));
+    assert_eq!(
+        got[3],
+        (
+            "reply".into(),
+            "text".into(),
+            "こちらの伝票の番号です。".into()
+        )
+    );
+    let inbox = d.emulator.inbox(&user);
+    assert_eq!(
+        inbox[1]["request_id"], inbox[3]["request_id"],
+        "one reply call carried them"
+    );
+    assert_ne!(inbox[0]["request_id"], inbox[1]["request_id"]);
+    // Nothing more goes out on later messages: each was delivered once.
+    d.emulator.send_text(&user, "ありがとう").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(received(&d, &user).len(), 4);
 }
 
 #[tokio::test]
@@ -179,102 +176,96 @@ async fn after_the_window_the_answer_waits_for_the_next_customer_message() {
     );
 }
 
-#[tokio::test]
-async fn an_invalid_reply_token_keeps_the_message_for_the_next_token() {
-    for b in BACKENDS {
-        // LINE expires tokens sooner than the desk's window expects.
-        let cfg = line_emulator::Config {
-            reply_token_ttl: Duration::from_millis(300),
-            ..emu()
-        };
-        let d = TestDesk::start_with(b, cfg).await;
-        let sato = d.user("sato", "佐藤", Role::Agent).await;
-        let (user, conv) = d.customer("客", "質問です").await;
-        sato.set_status(conv, "in_progress").await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (_, m) = sato.send_text(conv, "お待たせしました").await;
-        assert_eq!(
-            m["delivery"], "unsent",
-            "{b:?}: LINE said Invalid reply token; kept"
-        );
-        assert_eq!(
-            d.emulator.stats()["reply"]["rejected"]["reply_token_expired"],
-            1,
-            "{}",
-            d.emulator.stats()
-        );
-        d.emulator.send_text(&user, "もしもし").await.unwrap();
-        all_sent(&d, conv).await;
-        assert_eq!(received(&d, &user).len(), 1);
-    }
+backend_test!(an_invalid_reply_token_keeps_the_message_for_the_next_token);
+async fn an_invalid_reply_token_keeps_the_message_for_the_next_token(b: Backend) {
+    // LINE expires tokens sooner than the desk's window expects.
+    let cfg = line_emulator::Config {
+        reply_token_ttl: Duration::from_millis(300),
+        ..emu()
+    };
+    let d = TestDesk::start_with(b, cfg).await;
+    let sato = d.user("sato", "佐藤", Role::Agent).await;
+    let (user, conv) = d.customer("客", "質問です").await;
+    sato.set_status(conv, "in_progress").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, m) = sato.send_text(conv, "お待たせしました").await;
+    assert_eq!(
+        m["delivery"], "unsent",
+        "{b:?}: LINE said Invalid reply token; kept"
+    );
+    assert_eq!(
+        d.emulator.stats()["reply"]["rejected"]["reply_token_expired"],
+        1,
+        "{}",
+        d.emulator.stats()
+    );
+    d.emulator.send_text(&user, "もしもし").await.unwrap();
+    all_sent(&d, conv).await;
+    assert_eq!(received(&d, &user).len(), 1);
 }
 
-#[tokio::test]
-async fn an_ambiguous_reply_failure_is_never_resent_blindly() {
-    for b in BACKENDS {
-        let d = TestDesk::start_with(b, emu()).await;
-        let sato = d.user("sato", "佐藤", Role::Agent).await;
-        let (user, conv) = d.customer("客", "質問です").await;
-        sato.set_status(conv, "in_progress").await;
-        // LINE delivers the reply but answers 500: the desk cannot know.
-        d.emulator.add_fault_after_effect(Fault {
-            endpoint: Endpoint::Reply,
-            status: 500,
-            count: 1,
-            delay_ms: 0,
-        });
-        let (_, m) = sato.send_text(conv, "届いたかどうか").await;
-        assert_eq!(m["delivery"], "failed", "{b:?}: {m}");
-        assert_eq!(m["delivery_state"], "uncertain");
-        assert!(
-            m["delivery_error"]
-                .as_str()
-                .unwrap()
-                .contains("may or may not")
-        );
-        d.emulator.send_text(&user, "届きました").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(received(&d, &user).len(), 1, "not resent on the next token");
-        // The agent decides to resend: it goes with the new token.
-        let id = m["id"].as_i64().unwrap();
-        let (s, again) = sato
-            .post(&format!("/api/v1/messages/{id}/resend"), json!({}))
-            .await;
-        assert_eq!(s, 200, "{again}");
-        assert_eq!(again["delivery"], "sent");
-        assert_eq!(received(&d, &user).len(), 2);
-    }
+backend_test!(an_ambiguous_reply_failure_is_never_resent_blindly);
+async fn an_ambiguous_reply_failure_is_never_resent_blindly(b: Backend) {
+    let d = TestDesk::start_with(b, emu()).await;
+    let sato = d.user("sato", "佐藤", Role::Agent).await;
+    let (user, conv) = d.customer("客", "質問です").await;
+    sato.set_status(conv, "in_progress").await;
+    // LINE delivers the reply but answers 500: the desk cannot know.
+    d.emulator.add_fault_after_effect(Fault {
+        endpoint: Endpoint::Reply,
+        status: 500,
+        count: 1,
+        delay_ms: 0,
+    });
+    let (_, m) = sato.send_text(conv, "届いたかどうか").await;
+    assert_eq!(m["delivery"], "failed", "{b:?}: {m}");
+    assert_eq!(m["delivery_state"], "uncertain");
+    assert!(
+        m["delivery_error"]
+            .as_str()
+            .unwrap()
+            .contains("may or may not")
+    );
+    d.emulator.send_text(&user, "届きました").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(received(&d, &user).len(), 1, "not resent on the next token");
+    // The agent decides to resend: it goes with the new token.
+    let id = m["id"].as_i64().unwrap();
+    let (s, again) = sato
+        .post(&format!("/api/v1/messages/{id}/resend"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["delivery"], "sent");
+    assert_eq!(received(&d, &user).len(), 2);
 }
 
-#[tokio::test]
-async fn switching_to_push_delivers_what_was_kept_and_back_to_reply_keeps_working() {
-    for b in BACKENDS {
-        let d = TestDesk::start_with(b, emu()).await;
-        let admin = d.user("boss", "管理者", Role::Admin).await;
-        let sato = d.user("sato", "佐藤", Role::Agent).await;
-        let (user, conv) = d.customer("客", "質問です").await;
-        sato.set_status(conv, "in_progress").await;
-        sato.send_text(conv, "一通目").await;
-        sato.send_text(conv, "二通目").await;
-        sato.send_text(conv, "三通目").await;
-        assert_eq!(received(&d, &user).len(), 1);
-        let (s, v) = put_settings(&d, &admin.token, json!({"mode": "push"})).await;
-        assert_eq!((s, v["mode"].as_str()), (200, Some("push")), "{v}");
-        all_sent(&d, conv).await;
-        let got = received(&d, &user);
-        assert_eq!(
-            got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(),
-            ["reply", "push", "push"],
-            "{b:?}"
-        );
-        assert_eq!(got[1].2, "二通目");
-        assert_eq!(got[2].2, "三通目");
-        let (s, _) = put_settings(&d, &admin.token, json!({"mode": "reply"})).await;
-        assert_eq!(s, 200);
-        d.emulator.send_text(&user, "了解です").await.unwrap();
-        let (_, m) = sato.send_text(conv, "またどうぞ").await;
-        assert_eq!(m["sent_via"], "reply");
-    }
+backend_test!(switching_to_push_delivers_what_was_kept_and_back_to_reply_keeps_working);
+async fn switching_to_push_delivers_what_was_kept_and_back_to_reply_keeps_working(b: Backend) {
+    let d = TestDesk::start_with(b, emu()).await;
+    let admin = d.user("boss", "管理者", Role::Admin).await;
+    let sato = d.user("sato", "佐藤", Role::Agent).await;
+    let (user, conv) = d.customer("客", "質問です").await;
+    sato.set_status(conv, "in_progress").await;
+    sato.send_text(conv, "一通目").await;
+    sato.send_text(conv, "二通目").await;
+    sato.send_text(conv, "三通目").await;
+    assert_eq!(received(&d, &user).len(), 1);
+    let (s, v) = put_settings(&d, &admin.token, json!({"mode": "push"})).await;
+    assert_eq!((s, v["mode"].as_str()), (200, Some("push")), "{v}");
+    all_sent(&d, conv).await;
+    let got = received(&d, &user);
+    assert_eq!(
+        got.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(),
+        ["reply", "push", "push"],
+        "{b:?}"
+    );
+    assert_eq!(got[1].2, "二通目");
+    assert_eq!(got[2].2, "三通目");
+    let (s, _) = put_settings(&d, &admin.token, json!({"mode": "reply"})).await;
+    assert_eq!(s, 200);
+    d.emulator.send_text(&user, "了解です").await.unwrap();
+    let (_, m) = sato.send_text(conv, "またどうぞ").await;
+    assert_eq!(m["sent_via"], "reply");
 }
 
 async fn put_settings(d: &TestDesk, token: &str, body: Value) -> (u16, Value) {

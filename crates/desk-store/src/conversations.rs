@@ -3,7 +3,7 @@
 use desk_core::ConversationStatus;
 
 use crate::sql::escape_like;
-use crate::{Change, Result, Store, on_db};
+use crate::{Change, Result, Store};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ConversationRow {
@@ -57,9 +57,12 @@ const SELECT: &str = "SELECT c.id, c.line_user_id, c.display_name, c.picture_url
 impl Store {
     pub async fn conversation(&self, id: i64) -> Result<Option<ConversationRow>> {
         let sql = format!("{SELECT} WHERE c.id = $1");
-        Ok(
-            on_db!(&self.db, p => sqlx::query_as::<_, ConversationRow>(&sql).bind(id).fetch_optional(p).await)?,
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, ConversationRow>(
+            &sql
         )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
     }
 
     pub async fn conversation_by_line_user(
@@ -67,15 +70,18 @@ impl Store {
         line_user_id: &str,
     ) -> Result<Option<ConversationRow>> {
         let sql = format!("{SELECT} WHERE c.line_user_id = $1");
-        Ok(
-            on_db!(&self.db, p => sqlx::query_as::<_, ConversationRow>(&sql).bind(line_user_id).fetch_optional(p).await)?,
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, ConversationRow>(
+            &sql
         )
+        .bind(line_user_id)
+        .fetch_optional(p)
+        .await)?)
     }
 
     /// One page of the list. Keyset paging on `(last_message_at, id)` keeps every page as
     /// fast as the first, however many chats there are.
     pub async fn list_conversations(&self, f: &ConversationFilter) -> Result<Vec<ConversationRow>> {
-        let rows = on_db!(&self.db, p => {
+        let rows = on_db!(&self.db, |p| {
             let mut q = sqlx::QueryBuilder::new(SELECT);
             q.push(" WHERE 1=1");
             if let Some(id) = f.customer_id {
@@ -86,15 +92,21 @@ impl Store {
                 // matching customers first instead of probing one per chat (docs/benchmarks.md).
                 let key = desk_core::normalize::name_key(name);
                 q.push(" AND c.customer_id IN (SELECT id FROM customers WHERE name_key LIKE ")
-                    .push_bind(format!("%{}%", escape_like(&key))).push(" ESCAPE '\\')");
+                    .push_bind(format!("%{}%", escape_like(&key)))
+                    .push(" ESCAPE '\\')");
             }
             if let Some(digits) = &f.phone_digits {
                 q.push(" AND c.customer_id IN (SELECT id FROM customers WHERE phone_digits LIKE ")
-                    .push_bind(format!("%{}%", escape_like(digits))).push(" ESCAPE '\\')");
+                    .push_bind(format!("%{}%", escape_like(digits)))
+                    .push(" ESCAPE '\\')");
             }
             match f.registered {
-                Some(true) => { q.push(" AND c.customer_id IS NOT NULL"); }
-                Some(false) => { q.push(" AND c.customer_id IS NULL"); }
+                Some(true) => {
+                    q.push(" AND c.customer_id IS NOT NULL");
+                }
+                Some(false) => {
+                    q.push(" AND c.customer_id IS NULL");
+                }
                 None => {}
             }
             if let Some(s) = &f.status {
@@ -103,27 +115,40 @@ impl Store {
             if let Some(a) = &f.agent {
                 // The agent the 対応中エージェント column shows: the holder, or the last handler
                 // (labelled 前回の対応); ステータス narrows it to chats held now.
-                q.push(" AND (u.login = ").push_bind(a.clone())
-                    .push(" OR u.name LIKE ").push_bind(format!("%{}%", escape_like(a))).push(" ESCAPE '\\')");
+                q.push(" AND (u.login = ")
+                    .push_bind(a.clone())
+                    .push(" OR u.name LIKE ")
+                    .push_bind(format!("%{}%", escape_like(a)))
+                    .push(" ESCAPE '\\')");
             }
             if let Some((at, id)) = f.after {
-                q.push(" AND (c.last_message_at < ").push_bind(at)
-                    .push(" OR (c.last_message_at = ").push_bind(at)
-                    .push(" AND c.id < ").push_bind(id).push("))");
+                q.push(" AND (c.last_message_at < ")
+                    .push_bind(at)
+                    .push(" OR (c.last_message_at = ")
+                    .push_bind(at)
+                    .push(" AND c.id < ")
+                    .push_bind(id)
+                    .push("))");
             }
-            q.push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ").push_bind(f.limit.clamp(1, 500));
+            q.push(" ORDER BY c.last_message_at DESC, c.id DESC LIMIT ")
+                .push_bind(f.limit.clamp(1, 500));
             // A part-of search is planned with its pattern every time (not as a cached generic
             // plan, which on PostgreSQL cannot use the trigram indexes).
             let part_of = f.customer_name.is_some() || f.phone_digits.is_some();
-            q.build_query_as::<ConversationRow>().persistent(!part_of).fetch_all(p).await
+            q.build_query_as::<ConversationRow>()
+                .persistent(!part_of)
+                .fetch_all(p)
+                .await
         })?;
         Ok(rows)
     }
 
     pub async fn count_conversations(&self) -> Result<i64> {
-        Ok(
-            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM conversations").fetch_one(p).await)?,
+        Ok(on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations"
         )
+        .fetch_one(p)
+        .await)?)
     }
 }
 
@@ -180,8 +205,11 @@ impl Store {
             "SELECT status, agent_id FROM conversations WHERE id = $1{}",
             tx.for_update()
         );
-        let before: Option<(String, Option<i64>)> = crate::on_tx!(&mut tx, c => sqlx::query_as(&sql)
-            .bind(conversation_id).fetch_optional(c).await)?;
+        let before: Option<(String, Option<i64>)> =
+            crate::on_tx!(&mut tx, |c| sqlx::query_as(&sql)
+                .bind(conversation_id)
+                .fetch_optional(c)
+                .await)?;
         let Some((from, holder)) = before else {
             return Ok(StatusOutcome::NotFound);
         };
@@ -205,12 +233,18 @@ impl Store {
                  WHERE id = $1 AND (status <> 'in_progress' OR agent_id = $2 OR $4)"
             }
         };
-        let changed = crate::exec_tx!(&mut tx, c => sqlx::query(sql)
-            .bind(conversation_id).bind(actor_id).bind(now_ms).bind(admin_override))?;
+        let changed = crate::exec_tx!(&mut tx, |c| sqlx::query(sql)
+            .bind(conversation_id)
+            .bind(actor_id)
+            .bind(now_ms)
+            .bind(admin_override))?;
         if changed == 0 {
-            let holder: Option<Option<i64>> = crate::on_tx!(&mut tx, c => sqlx::query_scalar(
-                "SELECT agent_id FROM conversations WHERE id = $1")
-                .bind(conversation_id).fetch_optional(c).await)?;
+            let holder: Option<Option<i64>> = crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
+                "SELECT agent_id FROM conversations WHERE id = $1"
+            )
+            .bind(conversation_id)
+            .fetch_optional(c)
+            .await)?;
             return Ok(StatusOutcome::HeldBy {
                 agent_id: holder.flatten().unwrap_or_default(),
             });
@@ -230,10 +264,12 @@ impl Store {
             .await?;
         }
         let action = if released { "release" } else { "status" };
-        crate::exec_tx!(&mut tx, c => sqlx::query(
+        crate::exec_tx!(&mut tx, |c| {
+            sqlx::query(
             "INSERT INTO conversation_log (conversation_id, actor_id, action, from_status, to_status, at)
              VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(conversation_id).bind(actor_id).bind(action).bind(from.as_str()).bind(to.as_str()).bind(now_ms))?;
+            .bind(conversation_id).bind(actor_id).bind(action).bind(from.as_str()).bind(to.as_str()).bind(now_ms)
+        })?;
         tx.announce([Change::Conversation {
             id: conversation_id,
         }]);
@@ -244,9 +280,10 @@ impl Store {
     /// An agent opened the chat: its customer messages count as read.
     pub async fn mark_read(&self, conversation_id: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        let n = crate::exec_tx!(&mut tx, c => sqlx::query(
-            "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0")
-            .bind(conversation_id))?;
+        let n = crate::exec_tx!(&mut tx, |c| sqlx::query(
+            "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0"
+        )
+        .bind(conversation_id))?;
         if n > 0 {
             tx.announce([Change::Conversation {
                 id: conversation_id,
@@ -261,9 +298,11 @@ impl Store {
         &self,
         conversation_id: i64,
     ) -> Result<Vec<(Option<String>, String, Option<String>, Option<String>, i64)>> {
-        Ok(on_db!(&self.db, p => sqlx::query_as(
+        Ok(on_db!(&self.db, |p| {
+            sqlx::query_as(
             "SELECT u.login, l.action, l.from_status, l.to_status, l.at FROM conversation_log l
              LEFT JOIN users u ON u.id = l.actor_id WHERE l.conversation_id = $1 ORDER BY l.at, l.id")
-            .bind(conversation_id).fetch_all(p).await)?)
+            .bind(conversation_id).fetch_all(p).await
+        })?)
     }
 }

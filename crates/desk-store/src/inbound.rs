@@ -34,7 +34,7 @@ pub enum InboundAction {
 pub struct InboundMessage {
     pub line_message_id: Option<String>,
     /// `text` | `image` | `video` | `audio` | `file` | `location` | `sticker` | `other`.
-    pub kind: String,
+    pub kind: desk_core::MessageKind,
     pub text: Option<String>,
     /// Kind-specific details as JSON (sticker ids, location, file name…).
     pub payload: Option<String>,
@@ -61,8 +61,18 @@ pub const JOB_CONTENT: &str = "content";
 pub const JOB_PASSCODE: &str = "passcode";
 
 /// Whether a customer message is a passcode attempt to check.
-pub(crate) fn passcode_attempt(kind: &str, text: Option<&str>) -> bool {
-    kind == "text" && text.is_some_and(desk_core::passcode::looks_like_passcode)
+/// Where a new message's bytes are: to be fetched from LINE, or none.
+pub(crate) fn media_state(fetch_content: bool) -> desk_core::MediaState {
+    if fetch_content {
+        desk_core::MediaState::Pending
+    } else {
+        desk_core::MediaState::None
+    }
+}
+
+pub(crate) fn passcode_attempt(kind: desk_core::MessageKind, text: Option<&str>) -> bool {
+    kind == desk_core::MessageKind::Text
+        && text.is_some_and(desk_core::passcode::looks_like_passcode)
 }
 
 /// The per-event statements, written once for sqlx (both backends, [`ingest_one`]) and the

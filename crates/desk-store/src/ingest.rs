@@ -7,54 +7,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::postgres::PgConnection;
-use sqlx::sqlite::SqliteConnection;
-
 pub use crate::inbound::{
     InboundAction, InboundEvent, InboundMessage, IngestOutcome, JOB_CONTENT, JOB_PASSCODE,
     JOB_PROFILE,
 };
-use crate::inbound::{passcode_attempt, sql};
+use crate::inbound::{media_state, passcode_attempt, sql};
 pub use crate::ingest_sqlite::SqliteWriter;
-use crate::{Change, Result, Store, StoreError, Tx, TxInner};
+use desk_core::{MediaState, MessageKind};
 
-/// The connection ingest writes on: inside a [`Tx`], or the [`IngestWriter`]'s own.
-enum Conn<'a> {
-    Sqlite(&'a mut SqliteConnection),
-    Postgres(&'a mut PgConnection),
-}
-
-impl<'a> Conn<'a> {
-    fn of(tx: &'a mut Tx) -> Conn<'a> {
-        match &mut tx.inner {
-            TxInner::Sqlite(t) => Conn::Sqlite(t),
-            TxInner::Postgres(t) => Conn::Postgres(t),
-        }
-    }
-}
-
-/// Like `on_tx!` on a [`Conn`]: `$c` is the backend's `&mut` connection.
-macro_rules! on_conn {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            Conn::Sqlite(conn) => {
-                let $c = &mut **conn;
-                $body
-            }
-            Conn::Postgres(conn) => {
-                let $c = &mut **conn;
-                $body
-            }
-        }
-    };
-}
-
-/// Like `exec_tx!` on a [`Conn`]: the `Result` of the number of rows affected.
-macro_rules! exec_conn {
-    ($conn:expr, $c:ident => $query:expr) => {
-        on_conn!($conn, $c => $query.execute($c).await.map(|r| r.rows_affected()))
-    };
-}
+use crate::{Change, Result, Store, StoreError, Tx};
 
 impl Store {
     /// Stores a batch of events in one transaction; returns once it is committed (durable).
@@ -68,14 +29,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut outcome = IngestOutcome::default();
         let mut changes = Vec::new();
-        ingest_events(
-            &mut Conn::of(&mut tx),
-            events,
-            now_ms,
-            &mut outcome,
-            &mut changes,
-        )
-        .await?;
+        ingest_events(&mut tx, events, now_ms, &mut outcome, &mut changes).await?;
         tx.announce(changes);
         tx.commit().await?;
         Ok(outcome)
@@ -96,9 +50,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut outcome = IngestOutcome::default();
         let mut changes = Vec::new();
-        let mut c = Conn::of(&mut tx);
         for ev in events {
-            if ingest_one(&mut c, ev, now_ms, &mut outcome, &mut changes).await? {
+            if ingest_one(&mut tx, ev, now_ms, &mut outcome, &mut changes).await? {
                 outcome.stored += 1;
             } else {
                 outcome.duplicates += 1;
@@ -155,7 +108,7 @@ impl IngestWriter {
 
 /// Stores `events` in order on `c`, inside the caller's transaction.
 async fn ingest_events(
-    c: &mut Conn<'_>,
+    c: &mut Tx,
     events: &[InboundEvent],
     now_ms: i64,
     outcome: &mut IngestOutcome,
@@ -207,7 +160,7 @@ struct UserRun<'a> {
 /// Stores a run of [`set_based`] events with a few multi-row statements; returns how many
 /// were new. The effect is that of [`ingest_one`] on each event in order.
 async fn ingest_run(
-    c: &mut Conn<'_>,
+    c: &mut Tx,
     run: &[InboundEvent],
     now: i64,
     outcome: &mut IngestOutcome,
@@ -222,7 +175,7 @@ async fn ingest_run(
         .collect();
     let mut new_ids: Vec<String> = Vec::with_capacity(firsts.len());
     for chunk in firsts.chunks(MAX_BINDS / 6) {
-        let ids: Vec<String> = on_conn!(c, c => {
+        let ids: Vec<String> = on_tx!(c, |c| {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO webhook_events (webhook_event_id, event_type, line_user_id, timestamp, received_at, raw) ",
             );
@@ -288,7 +241,7 @@ async fn ingest_run(
     let mut sorted: Vec<&UserRun> = users.iter().collect();
     sorted.sort_unstable_by_key(|u| u.user);
     for chunk in sorted.chunks(MAX_BINDS / 5) {
-        let rows: Vec<(i64, String, i64)> = on_conn!(c, c => {
+        let rows: Vec<(i64, String, i64)> = on_tx!(c, |c| {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO conversations (line_user_id, unread_count, last_message_at, created_at, updated_at) ",
             );
@@ -330,7 +283,7 @@ async fn ingest_run(
     });
     let mut inserted: Vec<(i64, i64, String, Option<String>)> = Vec::with_capacity(messages.len());
     for chunk in messages.chunks(MAX_BINDS / 8) {
-        let rows: Vec<(i64, i64, String, Option<String>)> = on_conn!(c, c => {
+        let rows: Vec<(i64, i64, String, Option<String>)> = on_tx!(c, |c| {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (conversation_id, direction, type, text, payload, line_message_id,
                                        media_state, delivery, reply_token, created_at) ",
@@ -342,7 +295,7 @@ async fn ingest_run(
                     .push_bind(m.text.as_deref())
                     .push_bind(m.payload.as_deref())
                     .push_bind(m.line_message_id.as_deref())
-                    .push_bind(if m.fetch_content { "pending" } else { "none" })
+                    .push_bind(media_state(m.fetch_content).as_str())
                     .push("'received'")
                     .push_bind(m.reply_token.as_deref())
                     .push_bind(ev.timestamp);
@@ -365,10 +318,11 @@ async fn ingest_run(
     }
     for (id, conversation_id, media_state, text) in &inserted {
         users[conv_user[conversation_id]].inserted += 1;
-        if media_state == "pending" {
+        if media_state == MediaState::Pending.as_str() {
             jobs.push((JOB_CONTENT, *id));
         }
-        if passcode_attempt("text", text.as_deref()) {
+        // Only text messages carry `text`.
+        if passcode_attempt(MessageKind::Text, text.as_deref()) {
             jobs.push((JOB_PASSCODE, *id));
         }
         changes.push(Change::Message {
@@ -382,16 +336,18 @@ async fn ingest_run(
     for u in users.iter().filter(|u| u.inserted < u.events) {
         // Another event carried the same LINE message (never seen from LINE itself, but
         // SDK fixtures do it): keep the event raw, count the message once.
-        exec_conn!(c, c => sqlx::query(
-            "UPDATE conversations SET unread_count = unread_count - $2 WHERE id = $1")
-            .bind(u.conversation_id).bind(u.events - u.inserted))?;
+        exec_tx!(c, |c| sqlx::query(
+            "UPDATE conversations SET unread_count = unread_count - $2 WHERE id = $1"
+        )
+        .bind(u.conversation_id)
+        .bind(u.events - u.inserted))?;
     }
 
     // 5. Profiles of new chats and content of media messages, fetched after the 200.
     outcome.scheduled_jobs |= !jobs.is_empty();
     jobs.sort_unstable();
     for chunk in jobs.chunks(MAX_BINDS / 3) {
-        on_conn!(c, c => {
+        on_tx!(c, |c| {
             let mut qb = sqlx::QueryBuilder::new("INSERT INTO jobs (kind, target_id, next_at) ");
             qb.push_values(chunk, |mut b, (kind, target)| {
                 b.push_bind(*kind).push_bind(*target).push_bind(now);
@@ -405,7 +361,7 @@ async fn ingest_run(
 
 /// Returns false when the event was already stored.
 async fn ingest_one(
-    c: &mut Conn<'_>,
+    c: &mut Tx,
     ev: &InboundEvent,
     now: i64,
     outcome: &mut IngestOutcome,
@@ -415,15 +371,21 @@ async fn ingest_one(
         && let InboundAction::Message(m) = &ev.action
         && let Some(mid) = &m.line_message_id
     {
-        let seen: Option<i64> = on_conn!(c, c => sqlx::query_scalar(sql::MESSAGE_SEEN)
-            .bind(mid).fetch_optional(c).await)?;
+        let seen: Option<i64> = on_tx!(c, |c| sqlx::query_scalar(sql::MESSAGE_SEEN)
+            .bind(mid)
+            .fetch_optional(c)
+            .await)?;
         if seen.is_some() {
             return Ok(false);
         }
     }
-    let inserted = exec_conn!(c, c => sqlx::query(sql::INSERT_EVENT)
-        .bind(&ev.webhook_event_id).bind(&ev.event_type).bind(&ev.line_user_id)
-        .bind(ev.timestamp).bind(now).bind(&ev.raw))?;
+    let inserted = exec_tx!(c, |c| sqlx::query(sql::INSERT_EVENT)
+        .bind(&ev.webhook_event_id)
+        .bind(&ev.event_type)
+        .bind(&ev.line_user_id)
+        .bind(ev.timestamp)
+        .bind(now)
+        .bind(&ev.raw))?;
     if inserted == 0 {
         return Ok(false);
     }
@@ -432,27 +394,38 @@ async fn ingest_one(
     };
     match &ev.action {
         InboundAction::Message(m) => {
-            let (conv_id, created_at): (i64, i64) = on_conn!(c, c => sqlx::query_as(sql::UPSERT_CHAT_FOR_MESSAGE)
-                .bind(user).bind(ev.timestamp).bind(now)
-                .fetch_one(c).await)?;
+            let (conv_id, created_at): (i64, i64) =
+                on_tx!(c, |c| sqlx::query_as(sql::UPSERT_CHAT_FOR_MESSAGE)
+                    .bind(user)
+                    .bind(ev.timestamp)
+                    .bind(now)
+                    .fetch_one(c)
+                    .await)?;
             if created_at == now {
                 schedule_job(c, JOB_PROFILE, conv_id, now).await?;
                 outcome.scheduled_jobs = true;
             }
-            let media_state = if m.fetch_content { "pending" } else { "none" };
-            let msg_id: Option<i64> = on_conn!(c, c => sqlx::query_scalar(sql::INSERT_MESSAGE)
-                .bind(conv_id).bind(&m.kind).bind(&m.text).bind(&m.payload).bind(&m.line_message_id)
-                .bind(media_state).bind(&m.reply_token).bind(ev.timestamp)
-                .fetch_optional(c).await)?;
+            let media_state = media_state(m.fetch_content).as_str();
+            let msg_id: Option<i64> = on_tx!(c, |c| sqlx::query_scalar(sql::INSERT_MESSAGE)
+                .bind(conv_id)
+                .bind(m.kind.as_str())
+                .bind(&m.text)
+                .bind(&m.payload)
+                .bind(&m.line_message_id)
+                .bind(media_state)
+                .bind(&m.reply_token)
+                .bind(ev.timestamp)
+                .fetch_optional(c)
+                .await)?;
             let Some(msg_id) = msg_id else {
-                exec_conn!(c, c => sqlx::query(sql::UNREAD_MINUS_ONE).bind(conv_id))?;
+                exec_tx!(c, |c| sqlx::query(sql::UNREAD_MINUS_ONE).bind(conv_id))?;
                 return Ok(true);
             };
             if m.fetch_content {
                 schedule_job(c, JOB_CONTENT, msg_id, now).await?;
                 outcome.scheduled_jobs = true;
             }
-            if passcode_attempt(&m.kind, m.text.as_deref()) {
+            if passcode_attempt(m.kind, m.text.as_deref()) {
                 schedule_job(c, JOB_PASSCODE, msg_id, now).await?;
                 outcome.scheduled_jobs = true;
             }
@@ -463,16 +436,22 @@ async fn ingest_one(
             changes.push(Change::Conversation { id: conv_id });
         }
         InboundAction::Follow { .. } => {
-            let conv_id: i64 = on_conn!(c, c => sqlx::query_scalar(sql::UPSERT_CHAT_FOR_FOLLOW)
-                .bind(user).bind(ev.timestamp).bind(now)
-                .fetch_one(c).await)?;
+            let conv_id: i64 = on_tx!(c, |c| sqlx::query_scalar(sql::UPSERT_CHAT_FOR_FOLLOW)
+                .bind(user)
+                .bind(ev.timestamp)
+                .bind(now)
+                .fetch_one(c)
+                .await)?;
             schedule_job(c, JOB_PROFILE, conv_id, now).await?;
             outcome.scheduled_jobs = true;
             changes.push(Change::Conversation { id: conv_id });
         }
         InboundAction::Unfollow => {
-            let conv_id: Option<i64> = on_conn!(c, c => sqlx::query_scalar(sql::BLOCK_CHAT)
-                .bind(now).bind(user).fetch_optional(c).await)?;
+            let conv_id: Option<i64> = on_tx!(c, |c| sqlx::query_scalar(sql::BLOCK_CHAT)
+                .bind(now)
+                .bind(user)
+                .fetch_optional(c)
+                .await)?;
             if let Some(id) = conv_id {
                 changes.push(Change::Conversation { id });
             }
@@ -483,8 +462,10 @@ async fn ingest_one(
 }
 
 /// Schedules (or reschedules at once) a background job; one per kind and target.
-async fn schedule_job(c: &mut Conn<'_>, kind: &str, target_id: i64, at: i64) -> Result<()> {
-    exec_conn!(c, c => sqlx::query(sql::SCHEDULE_JOB)
-        .bind(kind).bind(target_id).bind(at))?;
+async fn schedule_job(c: &mut Tx, kind: &str, target_id: i64, at: i64) -> Result<()> {
+    exec_tx!(c, |c| sqlx::query(sql::SCHEDULE_JOB)
+        .bind(kind)
+        .bind(target_id)
+        .bind(at))?;
     Ok(())
 }

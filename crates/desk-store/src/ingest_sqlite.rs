@@ -260,13 +260,13 @@ fn ingest_one(
                 schedule_job(c, JOB_PROFILE, conv_id, now)?;
                 outcome.scheduled_jobs = true;
             }
-            let media_state = if m.fetch_content { "pending" } else { "none" };
+            let media_state = crate::inbound::media_state(m.fetch_content).as_str();
             let msg_id: Option<i64> = c
                 .prepare_cached(sql::INSERT_MESSAGE)?
                 .query_row(
                     params![
                         conv_id,
-                        m.kind,
+                        m.kind.as_str(),
                         m.text,
                         m.payload,
                         m.line_message_id,
@@ -286,7 +286,7 @@ fn ingest_one(
                 schedule_job(c, JOB_CONTENT, msg_id, now)?;
                 outcome.scheduled_jobs = true;
             }
-            if passcode_attempt(&m.kind, m.text.as_deref()) {
+            if passcode_attempt(m.kind, m.text.as_deref()) {
                 schedule_job(c, JOB_PASSCODE, msg_id, now)?;
                 outcome.scheduled_jobs = true;
             }

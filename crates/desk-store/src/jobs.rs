@@ -3,7 +3,7 @@
 //! crashed worker's job comes due again; on PostgreSQL several instances skip each other's
 //! claimed rows.
 
-use crate::{Change, Db, Result, Store, exec_db, exec_tx, on_db, on_tx};
+use crate::{Change, Db, Result, Store};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Job {
@@ -67,27 +67,37 @@ impl Store {
     }
 
     pub async fn finish_job(&self, id: i64) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query("DELETE FROM jobs WHERE id = $1").bind(id))?;
+        exec_db!(&self.db, |p| sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(id))?;
         Ok(())
     }
 
     /// Leaves the job for a later try, recording why it failed.
     pub async fn retry_job(&self, id: i64, next_at: i64, error: &str) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query("UPDATE jobs SET next_at = $2, last_error = $3 WHERE id = $1")
-            .bind(id).bind(next_at).bind(error))?;
+        exec_db!(&self.db, |p| sqlx::query(
+            "UPDATE jobs SET next_at = $2, last_error = $3 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(next_at)
+        .bind(error))?;
         Ok(())
     }
 
     pub async fn count_jobs(&self) -> Result<i64> {
-        Ok(
-            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(p).await)?,
+        Ok(on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs"
         )
+        .fetch_one(p)
+        .await)?)
     }
 
     pub async fn conversation_line_user(&self, conversation_id: i64) -> Result<Option<String>> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar(
-            "SELECT line_user_id FROM conversations WHERE id = $1")
-            .bind(conversation_id).fetch_optional(p).await)?)
+        Ok(on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT line_user_id FROM conversations WHERE id = $1"
+        )
+        .bind(conversation_id)
+        .fetch_optional(p)
+        .await)?)
     }
 
     /// Records the profile from LINE (`state` "ok"), or that LINE has none for the user
@@ -101,11 +111,16 @@ impl Store {
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        exec_tx!(&mut tx, c => sqlx::query(
+        exec_tx!(&mut tx, |c| sqlx::query(
             "UPDATE conversations SET display_name = COALESCE($2, display_name),
                     picture_url = COALESCE($3, picture_url), profile_state = $4, updated_at = $5
-             WHERE id = $1")
-            .bind(conversation_id).bind(display_name).bind(picture_url).bind(state).bind(now_ms))?;
+             WHERE id = $1"
+        )
+        .bind(conversation_id)
+        .bind(display_name)
+        .bind(picture_url)
+        .bind(state)
+        .bind(now_ms))?;
         tx.announce([Change::Conversation {
             id: conversation_id,
         }]);
@@ -122,13 +137,18 @@ impl Store {
         }
         let mut tx = self.begin().await?;
         for r in done {
-            exec_tx!(&mut tx, c => sqlx::query(
+            exec_tx!(&mut tx, |c| sqlx::query(
                 "UPDATE conversations SET display_name = COALESCE($2, display_name),
                         picture_url = COALESCE($3, picture_url), profile_state = $4, updated_at = $5
-                 WHERE id = $1")
-                .bind(r.conversation_id).bind(&r.display_name).bind(&r.picture_url)
-                .bind(r.state).bind(now_ms))?;
-            exec_tx!(&mut tx, c => sqlx::query("DELETE FROM jobs WHERE id = $1").bind(r.job_id))?;
+                 WHERE id = $1"
+            )
+            .bind(r.conversation_id)
+            .bind(&r.display_name)
+            .bind(&r.picture_url)
+            .bind(r.state)
+            .bind(now_ms))?;
+            exec_tx!(&mut tx, |c| sqlx::query("DELETE FROM jobs WHERE id = $1")
+                .bind(r.job_id))?;
         }
         tx.announce(done.iter().map(|r| Change::Conversation {
             id: r.conversation_id,
@@ -138,9 +158,12 @@ impl Store {
     }
 
     pub async fn content_target(&self, message_id: i64) -> Result<Option<ContentTarget>> {
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, ContentTarget>(
-            "SELECT conversation_id, line_message_id, type AS kind FROM messages WHERE id = $1")
-            .bind(message_id).fetch_optional(p).await)?)
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, ContentTarget>(
+            "SELECT conversation_id, line_message_id, type AS kind FROM messages WHERE id = $1"
+        )
+        .bind(message_id)
+        .fetch_optional(p)
+        .await)?)
     }
 
     /// Sets a message's media state (`pending` | `ok` | `failed`) and, once fetched, its file.
@@ -151,10 +174,12 @@ impl Store {
         state: &str,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let conv: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+        let conv: Option<i64> = on_tx!(&mut tx, |c| {
+            sqlx::query_scalar(
             "UPDATE messages SET media_id = COALESCE($2, media_id), media_state = $3 WHERE id = $1
              RETURNING conversation_id")
-            .bind(message_id).bind(media_id).bind(state).fetch_optional(c).await)?;
+            .bind(message_id).bind(media_id).bind(state).fetch_optional(c).await
+        })?;
         if let Some(conversation_id) = conv {
             tx.announce([Change::Message {
                 conversation_id,

@@ -9,6 +9,10 @@
 //! only if the write commits), and after the commit it is published to this instance's
 //! [`notify::Notifier`]. A write made outside a [`Tx`] is invisible to other instances.
 
+// The query macros first: textual scope makes them usable in every module below.
+#[macro_use]
+mod macros;
+
 pub mod conversations;
 pub mod customers;
 mod inbound;
@@ -19,6 +23,7 @@ pub mod listen;
 pub mod login_attempts;
 pub mod media;
 pub mod messages;
+pub mod migrate_data;
 pub mod notify;
 pub mod outbox;
 pub mod secrets;
@@ -31,70 +36,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 pub use notify::{Change, Notifier};
-
-/// Runs `$body` with `$p` bound to the backend's pool. The body is expanded once per
-/// backend, so the same generic sqlx code type-checks against each.
-#[macro_export]
-macro_rules! on_db {
-    ($db:expr, $p:ident => $body:expr) => {
-        match $db {
-            $crate::Db::Sqlite($p) => $body,
-            $crate::Db::Postgres($p) => $body,
-        }
-    };
-}
-
-/// Runs a statement (the query without `.execute`) on the pool; evaluates to the
-/// `Result` of the number of rows it affected.
-#[macro_export]
-macro_rules! exec_db {
-    ($db:expr, $p:ident => $query:expr) => {
-        match $db {
-            $crate::Db::Sqlite($p) => $query.execute($p).await.map(|r| r.rows_affected()),
-            $crate::Db::Postgres($p) => $query.execute($p).await.map(|r| r.rows_affected()),
-        }
-    };
-}
-
-/// [`exec_db!`] inside an open transaction.
-#[macro_export]
-macro_rules! exec_tx {
-    ($tx:expr, $c:ident => $query:expr) => {
-        match &mut ($tx).inner {
-            $crate::TxInner::Sqlite(t) => {
-                let $c = &mut **t;
-                $query.execute($c).await.map(|r| r.rows_affected())
-            }
-            $crate::TxInner::Postgres(t) => {
-                let $c = &mut **t;
-                $query.execute($c).await.map(|r| r.rows_affected())
-            }
-        }
-    };
-}
-
-/// Like [`on_db!`] for an open transaction: `$c` is the `&mut` connection inside it.
-#[macro_export]
-macro_rules! on_tx {
-    ($tx:expr, $c:ident => $body:expr) => {
-        match &mut ($tx).inner {
-            $crate::TxInner::Sqlite(t) => {
-                let $c = &mut **t;
-                $body
-            }
-            $crate::TxInner::Postgres(t) => {
-                let $c = &mut **t;
-                $body
-            }
-        }
-    };
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,24 +69,36 @@ pub(crate) fn decode<T: TryFrom<String, Error = desk_core::UnknownValue>>(s: Str
     T::try_from(s).map_err(|e| StoreError::Sqlx(sqlx::Error::Decode(Box::new(e))))
 }
 
-#[derive(Clone, Debug)]
-pub enum Db {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
+/// The backends' pools and transactions. Private to the crate, so that every query lives in
+/// desk-store; the `testing` feature makes them public for tests that look at rows directly.
+mod backend {
+    use sqlx::postgres::PgPool;
+    use sqlx::sqlite::SqlitePool;
+
+    #[derive(Clone, Debug)]
+    pub enum Db {
+        Sqlite(SqlitePool),
+        Postgres(PgPool),
+    }
+
+    /// The backend's transaction inside a [`Tx`](crate::Tx) (what `on_tx!` and `exec_tx!`
+    /// match on).
+    pub enum TxInner {
+        Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+        Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    }
 }
+#[cfg(feature = "testing")]
+pub use backend::{Db, TxInner};
+#[cfg(not(feature = "testing"))]
+use backend::{Db, TxInner};
 
 /// An open write transaction on either backend, with the changes it will announce.
 /// Dropped without [`Tx::commit`], it rolls back and announces nothing.
 pub struct Tx {
-    pub inner: TxInner,
+    pub(crate) inner: TxInner,
     changes: Vec<Change>,
     notifier: Notifier,
-}
-
-/// The backend's transaction inside a [`Tx`] (what [`on_tx!`] and [`exec_tx!`] match on).
-pub enum TxInner {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl Tx {
@@ -183,11 +142,19 @@ impl Tx {
 /// The database plus the in-process change feed. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pub db: Db,
+    pub(crate) db: Db,
     pub notifier: Notifier,
     /// The secret key for what is stored encrypted or keyed-hashed (`secrets.rs`); `None`
     /// for a store opened raw (copying rows as they are, `migrate-data`).
     pub secrets: Option<std::sync::Arc<secrets::Secrets>>,
+}
+
+#[cfg(feature = "testing")]
+impl Store {
+    /// The pool, for tests that read or write rows directly (`testing` feature).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
 }
 
 impl Store {
@@ -268,7 +235,7 @@ impl Store {
 
     /// For `/healthz`: one round trip to the database.
     pub async fn ping(&self) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query("SELECT 1"))?;
+        exec_db!(&self.db, |p| sqlx::query("SELECT 1"))?;
         Ok(())
     }
 }
@@ -349,9 +316,36 @@ pub fn hash_token(token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Test support: a fresh, migrated store on each backend that the machine has.
+/// Test support (the `testing` feature): a fresh, migrated store on each backend, and
+/// [`backend_test!`](crate::backend_test), which makes one test per backend.
+#[cfg(feature = "testing")]
 pub mod testing {
     use super::*;
+
+    /// The database a test runs on.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Backend {
+        Sqlite,
+        Postgres,
+    }
+
+    /// A fresh, migrated store on `backend`, its files (SQLite, the secret key) in a new
+    /// temporary directory, which must live as long as the store.
+    pub async fn store(backend: Backend) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = match backend {
+            Backend::Sqlite => Store::open(None, dir.path()).await.expect("sqlite store"),
+            Backend::Postgres => {
+                let url = fresh_pg_database().await.expect(
+                    "PostgreSQL must be reachable for tests (see CONTRIBUTING.md: LINEDESK_TEST_PG)",
+                );
+                Store::open(Some(&url), dir.path())
+                    .await
+                    .expect("postgres store")
+            }
+        };
+        (dir, store)
+    }
 
     /// The PostgreSQL server tests use; `LINEDESK_TEST_PG` overrides it. Tests create a
     /// fresh database on it per store.
@@ -384,7 +378,8 @@ pub mod testing {
         }
     }
 
-    /// One store per backend: SQLite in `dir`, and PostgreSQL in a fresh database.
+    /// One store per backend: SQLite in `dir`, and PostgreSQL in a fresh database (for the
+    /// tests that compare the two).
     pub async fn stores(dir: &Path) -> Vec<Store> {
         let sqlite = Store::open(None, dir).await.expect("sqlite store");
         let pg_url = fresh_pg_database()
@@ -395,4 +390,25 @@ pub mod testing {
             .expect("postgres store");
         vec![sqlite, pg]
     }
+}
+
+/// `backend_test!(name);` above `async fn name(b: Backend)` runs it as two tests,
+/// `name::sqlite` and `name::postgres`, so that a failure on one backend neither hides nor
+/// is hidden by the other's (`cargo test name` still runs both). `Backend` is
+/// [`testing::Backend`].
+#[cfg(feature = "testing")]
+#[macro_export]
+macro_rules! backend_test {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::testing::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::testing::Backend::Postgres).await
+            }
+        }
+    };
 }

@@ -10,7 +10,7 @@
 
 use desk_core::login_throttle::{self, Limits, Scope, Seen, Verdict};
 
-use crate::{Result, Store, TxInner, exec_tx, on_tx};
+use crate::{Result, Store, TxInner};
 
 /// The advisory lock key that serializes reservations on PostgreSQL ("ldlogin").
 const PG_LOCK_KEY: i64 = 0x006c_646c_6f67_696e;
@@ -21,6 +21,25 @@ pub struct Reservation {
     pub id: i64,
 }
 
+/// What [`Store::reserve_login`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginReservation {
+    /// The attempt may go ahead and is counted: check the password, then finish it.
+    Reserved(Reservation),
+    /// Refused without checking the password: `scope`'s limit is reached until `until_ms`.
+    Locked { scope: Scope, until_ms: i64 },
+}
+
+impl LoginReservation {
+    /// The reservation, if the attempt may go ahead.
+    pub fn reserved(self) -> Option<Reservation> {
+        match self {
+            LoginReservation::Reserved(r) => Some(r),
+            LoginReservation::Locked { .. } => None,
+        }
+    }
+}
+
 impl Store {
     /// Judges an attempt of `login` from `client` at `now_ms`; when allowed, reserves it.
     pub async fn reserve_login(
@@ -29,7 +48,7 @@ impl Store {
         client: &str,
         limits: &Limits,
         now_ms: i64,
-    ) -> Result<std::result::Result<Reservation, Verdict>> {
+    ) -> Result<LoginReservation> {
         let key = login_throttle::login_key(login);
         let mut tx = self.begin().await?;
         if let TxInner::Postgres(t) = &mut tx.inner {
@@ -38,11 +57,15 @@ impl Store {
                 .execute(&mut **t)
                 .await?;
         }
-        exec_tx!(&mut tx, c => sqlx::query("DELETE FROM login_attempts WHERE at <= $1")
-            .bind(now_ms - limits.keep_ms()))?;
-        let known: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+        exec_tx!(&mut tx, |c| sqlx::query(
+            "DELETE FROM login_attempts WHERE at <= $1"
+        )
+        .bind(now_ms - limits.keep_ms()))?;
+        let known: Option<i64> = on_tx!(&mut tx, |c| {
+            sqlx::query_scalar(
             "SELECT last_ok_at FROM login_known_clients WHERE login_key = $1 AND client = $2 AND last_ok_at > $3")
-            .bind(&key).bind(client).bind(now_ms - limits.known_for_ms).fetch_optional(c).await)?;
+            .bind(&key).bind(client).bind(now_ms - limits.known_for_ms).fetch_optional(c).await
+        })?;
         let mut seen = Vec::with_capacity(4);
         for (scope, limit) in limits.scopes() {
             if known.is_some() && !scope.applies_to_known_client() {
@@ -61,24 +84,30 @@ impl Store {
                  WHERE outcome IN ('pending', 'failed') AND at > $1 AND {filter}
                  ORDER BY at DESC LIMIT 1 OFFSET $2"
             );
-            let at: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(&sql)
-                .bind(now_ms - limit.window_ms).bind(i64::from(limit.max.max(1) - 1))
-                .bind(&key).bind(client).fetch_optional(c).await)?;
+            let at: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(&sql)
+                .bind(now_ms - limit.window_ms)
+                .bind(i64::from(limit.max.max(1) - 1))
+                .bind(&key)
+                .bind(client)
+                .fetch_optional(c)
+                .await)?;
             seen.push(Seen {
                 scope,
                 max_th_newest_ms: at,
             });
         }
         let verdict = login_throttle::judge(limits, &seen, known.is_some(), now_ms);
-        if verdict != Verdict::Allow {
-            return Ok(Err(verdict));
+        if let Verdict::Locked { scope, until_ms } = verdict {
+            return Ok(LoginReservation::Locked { scope, until_ms });
         }
-        let id: i64 = on_tx!(&mut tx, c => sqlx::query_scalar(
+        let id: i64 = on_tx!(&mut tx, |c| {
+            sqlx::query_scalar(
             "INSERT INTO login_attempts (login_key, client, at, outcome) VALUES ($1, $2, $3, 'pending')
              RETURNING id")
-            .bind(&key).bind(client).bind(now_ms).fetch_one(c).await)?;
+            .bind(&key).bind(client).bind(now_ms).fetch_one(c).await
+        })?;
         tx.commit().await?;
-        Ok(Ok(Reservation { id }))
+        Ok(LoginReservation::Reserved(Reservation { id }))
     }
 
     /// Records the outcome of a reserved attempt. A success forgets the failures of its
@@ -103,19 +132,29 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let outcome = if succeeded { "ok" } else { "failed" };
-        let row: Option<(String, String)> = on_tx!(&mut tx, c => sqlx::query_as(
-            "UPDATE login_attempts SET outcome = $2 WHERE id = $1 RETURNING login_key, client")
-            .bind(reservation.id).bind(outcome).fetch_optional(c).await)?;
+        let row: Option<(String, String)> = on_tx!(&mut tx, |c| sqlx::query_as(
+            "UPDATE login_attempts SET outcome = $2 WHERE id = $1 RETURNING login_key, client"
+        )
+        .bind(reservation.id)
+        .bind(outcome)
+        .fetch_optional(c)
+        .await)?;
         if succeeded && let Some((key, client)) = row {
-            exec_tx!(&mut tx, c => sqlx::query(
+            exec_tx!(&mut tx, |c| {
+                sqlx::query(
                 "DELETE FROM login_attempts WHERE login_key = $1 AND client = $2 AND outcome = 'failed'")
-                .bind(&key).bind(&client))?;
-            exec_tx!(&mut tx, c => sqlx::query(
+                .bind(&key).bind(&client)
+            })?;
+            exec_tx!(&mut tx, |c| {
+                sqlx::query(
                 "INSERT INTO login_known_clients (login_key, client, last_ok_at) VALUES ($1, $2, $3)
                  ON CONFLICT (login_key, client) DO UPDATE SET last_ok_at = excluded.last_ok_at")
-                .bind(&key).bind(&client).bind(now_ms))?;
-            exec_tx!(&mut tx, c => sqlx::query("DELETE FROM login_known_clients WHERE last_ok_at <= $1")
-                .bind(now_ms - limits.known_for_ms))?;
+                .bind(&key).bind(&client).bind(now_ms)
+            })?;
+            exec_tx!(&mut tx, |c| sqlx::query(
+                "DELETE FROM login_known_clients WHERE last_ok_at <= $1"
+            )
+            .bind(now_ms - limits.known_for_ms))?;
         }
         tx.commit().await?;
         Ok(())
@@ -123,9 +162,10 @@ impl Store {
 
     /// How many attempt rows are kept (tests, and to see the table stays bounded).
     pub async fn count_login_attempts(&self) -> Result<i64> {
-        Ok(
-            crate::on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts")
-            .fetch_one(p).await)?,
+        Ok(crate::on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM login_attempts"
         )
+        .fetch_one(p)
+        .await)?)
     }
 }

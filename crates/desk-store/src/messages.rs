@@ -1,6 +1,6 @@
 //! A chat's history (spec C2, C7, C8).
 
-use crate::{Result, Store, on_db};
+use crate::{Result, Store};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct MessageRow {
@@ -8,13 +8,15 @@ pub struct MessageRow {
     pub conversation_id: i64,
     #[sqlx(try_from = "String")]
     pub direction: desk_core::Direction,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: desk_core::MessageKind,
     pub text: Option<String>,
     pub payload: Option<String>,
     pub line_message_id: Option<String>,
     pub media_key: Option<String>,
     pub media_content_type: Option<String>,
-    pub media_state: String,
+    #[sqlx(try_from = "String")]
+    pub media_state: desk_core::MediaState,
     pub agent_id: Option<i64>,
     pub agent_login: Option<String>,
     pub agent_name: Option<String>,
@@ -78,9 +80,13 @@ impl Store {
             "SELECT * FROM (SELECT {COLUMNS} {TABLES} WHERE m.conversation_id = $1 AND m.created_at >= $2 AND m.created_at < $3
                ORDER BY m.created_at DESC, m.id DESC LIMIT $4) h ORDER BY created_at, id"
         );
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, MessageRow>(&sql)
-            .bind(conversation_id).bind(from_ms).bind(to_ms).bind(MAX_HISTORY)
-            .fetch_all(p).await)?)
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, MessageRow>(&sql)
+            .bind(conversation_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(MAX_HISTORY)
+            .fetch_all(p)
+            .await)?)
     }
 
     /// A chat's history as the customer saw it (issue 10): ordered by when each message
@@ -110,21 +116,29 @@ impl Store {
                ORDER BY waiting DESC, shown_at DESC, m.id DESC LIMIT $4) h
              ORDER BY waiting, shown_at, id"
         );
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, MessageRow>(&sql)
-            .bind(conversation_id).bind(from_ms).bind(to_ms).bind(MAX_HISTORY).bind(with_waiting)
-            .fetch_all(p).await)?)
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, MessageRow>(&sql)
+            .bind(conversation_id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(MAX_HISTORY)
+            .bind(with_waiting)
+            .fetch_all(p)
+            .await)?)
     }
 
     pub async fn message(&self, id: i64) -> Result<Option<MessageRow>> {
         let sql = format!("SELECT {COLUMNS} {TABLES} WHERE m.id = $1");
-        Ok(
-            on_db!(&self.db, p => sqlx::query_as::<_, MessageRow>(&sql).bind(id).fetch_optional(p).await)?,
-        )
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, MessageRow>(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?)
     }
 
     pub async fn count_messages(&self) -> Result<i64> {
-        Ok(
-            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(p).await)?,
+        Ok(on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages"
         )
+        .fetch_one(p)
+        .await)?)
     }
 }

@@ -25,12 +25,12 @@
 
 use desk_core::Delivery;
 
-use crate::{Change, Db, Result, Store, exec_db, exec_tx, on_db, on_tx};
+use crate::{Change, Db, Result, Store};
 
 /// A message an agent writes.
 pub struct NewOutgoing<'a> {
-    /// `text` | `image`.
-    pub kind: &'a str,
+    /// Text or image (what agents send).
+    pub kind: desk_core::MessageKind,
     pub text: Option<&'a str>,
     /// For images: `{"original_url", "preview_url"}`.
     pub payload: Option<&'a str>,
@@ -42,6 +42,28 @@ pub struct NewOutgoing<'a> {
 pub struct NotHandler {
     pub status: desk_core::ConversationStatus,
     pub agent_id: Option<i64>,
+}
+
+/// What came of writing into a chat as its handler ([`Store::queue_group`],
+/// [`Store::resend`]): the expected refusals are outcomes, not errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerWrite<T> {
+    /// Written and queued.
+    Queued(T),
+    /// No such chat (or message).
+    NotFound,
+    /// The writer does not hold the chat (C4).
+    NotHandler(NotHandler),
+}
+
+impl<T> HandlerWrite<T> {
+    /// What was queued, if it was.
+    pub fn queued(self) -> Option<T> {
+        match self {
+            HandlerWrite::Queued(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -57,7 +79,8 @@ pub struct OutboxItem {
     pub retry_key: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: desk_core::MessageKind,
     pub text: Option<String>,
     pub payload: Option<String>,
     /// The press of 送信 it belongs to (the id of its first message).
@@ -152,11 +175,17 @@ impl Store {
         m: NewOutgoing<'_>,
         retry_key: &str,
         now_ms: i64,
-    ) -> Result<Result<i64, NotHandler>> {
-        Ok(self
-            .queue_group(conversation_id, agent_id, &[(m, retry_key)], now_ms)
-            .await?
-            .map(|ids| ids[0]))
+    ) -> Result<HandlerWrite<i64>> {
+        Ok(
+            match self
+                .queue_group(conversation_id, agent_id, &[(m, retry_key)], now_ms)
+                .await?
+            {
+                HandlerWrite::Queued(ids) => HandlerWrite::Queued(ids[0]),
+                HandlerWrite::NotFound => HandlerWrite::NotFound,
+                HandlerWrite::NotHandler(e) => HandlerWrite::NotHandler(e),
+            },
+        )
     }
 
     /// Writes one press of 送信 — its messages in the order composed, each with its retry
@@ -168,7 +197,7 @@ impl Store {
         agent_id: i64,
         parts: &[(NewOutgoing<'_>, &str)],
         now_ms: i64,
-    ) -> Result<Result<Vec<i64>, NotHandler>> {
+    ) -> Result<HandlerWrite<Vec<i64>>> {
         let mut tx = self.begin().await?;
         // On PostgreSQL the chat row is locked (and the condition re-checked after any
         // concurrent release commits), so a message is never taken for a chat that another
@@ -184,22 +213,36 @@ impl Store {
         let mut ids = Vec::with_capacity(parts.len());
         for (m, retry_key) in parts {
             let group = ids.first().copied();
-            let id: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(&sql)
-                .bind(conversation_id).bind(agent_id).bind(m.kind).bind(m.text).bind(m.payload)
-                .bind(m.media_id).bind(now_ms).bind(group)
-                .fetch_optional(c).await)?;
+            let id: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(&sql)
+                .bind(conversation_id)
+                .bind(agent_id)
+                .bind(m.kind.as_str())
+                .bind(m.text)
+                .bind(m.payload)
+                .bind(m.media_id)
+                .bind(now_ms)
+                .bind(group)
+                .fetch_optional(c)
+                .await)?;
             let Some(message_id) = id else {
-                let row: Option<(String, Option<i64>)> = on_tx!(&mut tx, c => sqlx::query_as(
-                    "SELECT status, agent_id FROM conversations WHERE id = $1")
-                    .bind(conversation_id).fetch_optional(c).await)?;
-                let (status, agent_id) = row.ok_or(crate::StoreError::NotFound)?;
+                let row: Option<(String, Option<i64>)> = on_tx!(&mut tx, |c| sqlx::query_as(
+                    "SELECT status, agent_id FROM conversations WHERE id = $1"
+                )
+                .bind(conversation_id)
+                .fetch_optional(c)
+                .await)?;
+                let Some((status, agent_id)) = row else {
+                    return Ok(HandlerWrite::NotFound);
+                };
                 let status = crate::decode(status)?;
-                return Ok(Err(NotHandler { status, agent_id }));
+                return Ok(HandlerWrite::NotHandler(NotHandler { status, agent_id }));
             };
-            exec_tx!(&mut tx, c => sqlx::query(
+            exec_tx!(&mut tx, |c| {
+                sqlx::query(
                 "INSERT INTO outbox (message_id, conversation_id, state, retry_key, next_attempt_at, created_at)
                  VALUES ($1, $2, 'queued', $3, $4, $4)")
-                .bind(message_id).bind(conversation_id).bind(*retry_key).bind(now_ms))?;
+                .bind(message_id).bind(conversation_id).bind(*retry_key).bind(now_ms)
+            })?;
             ids.push(message_id);
         }
         tx.announce(ids.iter().map(|&id| Change::Message {
@@ -207,7 +250,7 @@ impl Store {
             id,
         }));
         tx.commit().await?;
-        Ok(Ok(ids))
+        Ok(HandlerWrite::Queued(ids))
     }
 
     /// 取消: takes back a waiting message, if `actor_id` may (its author, the chat's handler,
@@ -222,21 +265,29 @@ impl Store {
     ) -> Result<CancelOutcome> {
         let mut tx = self.begin().await?;
         // Only a `queued` row: the sender's mark_sending and this DELETE exclude each other.
-        let conv: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+        let conv: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
             "DELETE FROM outbox WHERE message_id = $1 AND state = 'queued'
                AND EXISTS (SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
                            WHERE m.id = $1 AND ($3 OR m.agent_id = $2
                                                 OR (c.status = 'in_progress' AND c.agent_id = $2)))
-             RETURNING conversation_id")
-            .bind(message_id).bind(actor_id).bind(actor_is_admin).fetch_optional(c).await)?;
+             RETURNING conversation_id"
+        )
+        .bind(message_id)
+        .bind(actor_id)
+        .bind(actor_is_admin)
+        .fetch_optional(c)
+        .await)?;
         let Some(conversation_id) = conv else {
             // (direction, author, chat status, chat holder, outbox state)
             type Why = (String, Option<i64>, String, Option<i64>, Option<String>);
-            let row: Option<Why> = on_tx!(&mut tx, c => sqlx::query_as(
+            let row: Option<Why> = on_tx!(&mut tx, |c| sqlx::query_as(
                 "SELECT m.direction, m.agent_id, c.status, c.agent_id, o.state
                  FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                 LEFT JOIN outbox o ON o.message_id = m.id WHERE m.id = $1")
-                .bind(message_id).fetch_optional(c).await)?;
+                 LEFT JOIN outbox o ON o.message_id = m.id WHERE m.id = $1"
+            )
+            .bind(message_id)
+            .fetch_optional(c)
+            .await)?;
             let Some((direction, author, status, holder, outbox_state)) = row else {
                 return Ok(CancelOutcome::NotFound);
             };
@@ -258,9 +309,13 @@ impl Store {
                 Some(_) => CancelOutcome::AlreadySending,
             });
         };
-        exec_tx!(&mut tx, c => sqlx::query(
-            "UPDATE messages SET delivery = $2, cancelled_at = $3, cancelled_by = $4 WHERE id = $1")
-            .bind(message_id).bind(Delivery::Cancelled.as_str()).bind(now_ms).bind(actor_id))?;
+        exec_tx!(&mut tx, |c| sqlx::query(
+            "UPDATE messages SET delivery = $2, cancelled_at = $3, cancelled_by = $4 WHERE id = $1"
+        )
+        .bind(message_id)
+        .bind(Delivery::Cancelled.as_str())
+        .bind(now_ms)
+        .bind(actor_id))?;
         tx.announce([Change::Message {
             conversation_id,
             id: message_id,
@@ -279,16 +334,20 @@ impl Store {
         was_holder: bool,
         now_ms: i64,
     ) -> Result<Vec<i64>> {
-        let ids: Vec<i64> = on_tx!(tx, c => sqlx::query_scalar(
+        let ids: Vec<i64> = on_tx!(tx, |c| {
+            sqlx::query_scalar(
             "DELETE FROM outbox WHERE conversation_id = $1 AND state = 'queued'
                AND ($3 OR $4 OR message_id IN (SELECT id FROM messages WHERE conversation_id = $1 AND agent_id = $2))
              RETURNING message_id")
             .bind(conversation_id).bind(actor_id).bind(actor_is_admin).bind(was_holder)
-            .fetch_all(c).await)?;
+            .fetch_all(c).await
+        })?;
         for id in &ids {
-            exec_tx!(tx, c => sqlx::query(
+            exec_tx!(tx, |c| {
+                sqlx::query(
                 "UPDATE messages SET delivery = $2, cancelled_at = $3, cancelled_by = $4 WHERE id = $1")
-                .bind(id).bind(Delivery::Cancelled.as_str()).bind(now_ms).bind(actor_id))?;
+                .bind(id).bind(Delivery::Cancelled.as_str()).bind(now_ms).bind(actor_id)
+            })?;
         }
         tx.announce(ids.iter().map(|&id| Change::Message {
             conversation_id,
@@ -305,34 +364,44 @@ impl Store {
         agent_id: i64,
         retry_key: &str,
         now_ms: i64,
-    ) -> Result<Result<i64, NotHandler>> {
+    ) -> Result<HandlerWrite<i64>> {
         let mut tx = self.begin().await?;
-        let conv: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+        let conv: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
             "UPDATE messages SET delivery = 'unsent', delivery_error = NULL
              WHERE id = $1 AND direction = 'out' AND delivery IN ('failed', 'uncertain')
                AND conversation_id IN (SELECT id FROM conversations
                                        WHERE status = 'in_progress' AND agent_id = $2)
-             RETURNING conversation_id")
-            .bind(message_id).bind(agent_id).fetch_optional(c).await)?;
+             RETURNING conversation_id"
+        )
+        .bind(message_id)
+        .bind(agent_id)
+        .fetch_optional(c)
+        .await)?;
         let Some(conversation_id) = conv else {
-            let row: Option<(String, Option<i64>)> = on_tx!(&mut tx, c => sqlx::query_as(
+            let row: Option<(String, Option<i64>)> = on_tx!(&mut tx, |c| {
+                sqlx::query_as(
                 "SELECT c.status, c.agent_id FROM conversations c JOIN messages m ON m.conversation_id = c.id
                  WHERE m.id = $1")
-                .bind(message_id).fetch_optional(c).await)?;
-            let (status, agent_id) = row.ok_or(crate::StoreError::NotFound)?;
+                .bind(message_id).fetch_optional(c).await
+            })?;
+            let Some((status, agent_id)) = row else {
+                return Ok(HandlerWrite::NotFound);
+            };
             let status = crate::decode(status)?;
-            return Ok(Err(NotHandler { status, agent_id }));
+            return Ok(HandlerWrite::NotHandler(NotHandler { status, agent_id }));
         };
-        exec_tx!(&mut tx, c => sqlx::query(
+        exec_tx!(&mut tx, |c| {
+            sqlx::query(
             "INSERT INTO outbox (message_id, conversation_id, state, retry_key, next_attempt_at, created_at)
              VALUES ($1, $2, 'queued', $3, $4, $4)")
-            .bind(message_id).bind(conversation_id).bind(retry_key).bind(now_ms))?;
+            .bind(message_id).bind(conversation_id).bind(retry_key).bind(now_ms)
+        })?;
         tx.announce([Change::Message {
             conversation_id,
             id: message_id,
         }]);
         tx.commit().await?;
-        Ok(Ok(conversation_id))
+        Ok(HandlerWrite::Queued(conversation_id))
     }
 
     /// Conversations with something to send now: in push mode every due message; in reply
@@ -345,7 +414,8 @@ impl Store {
         token_since_ms: i64,
         limit: i64,
     ) -> Result<Vec<i64>> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar(
+        Ok(on_db!(&self.db, |p| {
+            sqlx::query_scalar(
             "SELECT DISTINCT o.conversation_id FROM outbox o
              JOIN messages mo ON mo.id = o.message_id
              JOIN conversations c ON c.id = o.conversation_id
@@ -368,19 +438,24 @@ impl Store {
                                                                     WHERE a.message_id = m.id))))
              LIMIT $3")
             .bind(now_ms).bind(token_since_ms).bind(limit)
-            .fetch_all(p).await)?)
+            .fetch_all(p).await
+        })?)
     }
 
     /// The chat's holder and whether they answered since taking it (see [`SendContext`]).
     pub async fn send_context(&self, conversation_id: i64) -> Result<Option<SendContext>> {
-        let row: Option<(String, Option<i64>, Option<i64>, bool)> = on_db!(&self.db, p => sqlx::query_as(
-            "SELECT c.status, c.agent_id, c.started_at,
+        let row: Option<(String, Option<i64>, Option<i64>, bool)> =
+            on_db!(&self.db, |p| sqlx::query_as(
+                "SELECT c.status, c.agent_id, c.started_at,
                     EXISTS (SELECT 1 FROM messages a
                             WHERE a.conversation_id = c.id AND a.direction = 'out'
                               AND a.agent_id = c.agent_id AND a.delivery = 'sent'
                               AND a.sent_at >= c.started_at) AS answered
-             FROM conversations c WHERE c.id = $1")
-            .bind(conversation_id).fetch_optional(p).await)?;
+             FROM conversations c WHERE c.id = $1"
+            )
+            .bind(conversation_id)
+            .fetch_optional(p)
+            .await)?;
         row.map(|(status, agent_id, started_at, answered)| {
             let state = desk_core::ConversationState {
                 status: crate::decode(status)?,
@@ -405,10 +480,13 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Option<Lease>> {
         let until = now_ms + lease_ms;
-        let n = exec_db!(&self.db, p => sqlx::query(
+        let n = exec_db!(&self.db, |p| sqlx::query(
             "UPDATE conversations SET send_lease_until = $2
-             WHERE id = $1 AND (send_lease_until IS NULL OR send_lease_until < $3)")
-            .bind(conversation_id).bind(until).bind(now_ms))?;
+             WHERE id = $1 AND (send_lease_until IS NULL OR send_lease_until < $3)"
+        )
+        .bind(conversation_id)
+        .bind(until)
+        .bind(now_ms))?;
         Ok((n == 1).then_some(Lease {
             conversation_id,
             until,
@@ -418,29 +496,34 @@ impl Store {
     /// At the start of a single-machine (SQLite) desk: no other process can be sending, so
     /// leases a killed process left are void at once instead of when they expire.
     pub async fn clear_send_leases(&self) -> Result<u64> {
-        Ok(exec_db!(&self.db, p => sqlx::query(
-            "UPDATE conversations SET send_lease_until = NULL WHERE send_lease_until IS NOT NULL"))?)
+        Ok(exec_db!(&self.db, |p| sqlx::query(
+            "UPDATE conversations SET send_lease_until = NULL WHERE send_lease_until IS NOT NULL"
+        ))?)
     }
 
     /// Gives the lease up, if it is still this holder's (an expired lease taken over by
     /// another worker is left alone).
     pub async fn release_conversation(&self, lease: &Lease) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query(
+        exec_db!(&self.db, |p| {
+            sqlx::query(
             "UPDATE conversations SET send_lease_until = NULL WHERE id = $1 AND send_lease_until = $2")
-            .bind(lease.conversation_id).bind(lease.until))?;
+            .bind(lease.conversation_id).bind(lease.until)
+        })?;
         Ok(())
     }
 
     /// The conversation's waiting messages, in the order written.
     pub async fn outbox_items(&self, conversation_id: i64) -> Result<Vec<OutboxItem>> {
-        let items = on_db!(&self.db, p => sqlx::query_as::<_, OutboxItem>(
+        let items = on_db!(&self.db, |p| {
+            sqlx::query_as::<_, OutboxItem>(
             "SELECT o.id AS outbox_id, o.message_id, o.state, o.attempt_via, o.retry_key, o.attempts, o.next_attempt_at,
                     m.type AS kind, m.text, m.payload, COALESCE(m.send_group, m.id) AS send_group,
                     m.agent_id, rt.reply_token AS reply_to_token, o.last_error
              FROM outbox o JOIN messages m ON m.id = o.message_id
              LEFT JOIN messages rt ON rt.id = o.reply_to
              WHERE o.conversation_id = $1 ORDER BY o.message_id")
-            .bind(conversation_id).fetch_all(p).await)?;
+            .bind(conversation_id).fetch_all(p).await
+        })?;
         for item in &items {
             if let Some(via) = &item.attempt_via_text {
                 crate::decode::<desk_core::Mode>(via.clone())?;
@@ -457,14 +540,16 @@ impl Store {
         conversation_id: i64,
         since_ms: i64,
     ) -> Result<Vec<TokenRow>> {
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, TokenRow>(
+        Ok(on_db!(&self.db, |p| {
+            sqlx::query_as::<_, TokenRow>(
             "SELECT id AS message_id, reply_token, created_at FROM messages m
              WHERE conversation_id = $1 AND direction = 'in' AND reply_token IS NOT NULL
                AND NOT reply_token_used AND created_at > $2
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'passcode' AND j.target_id = m.id
                                  AND NOT EXISTS (SELECT 1 FROM passcode_attempts a WHERE a.message_id = m.id))
              ORDER BY created_at, id")
-            .bind(conversation_id).bind(since_ms).fetch_all(p).await)?)
+            .bind(conversation_id).bind(since_ms).fetch_all(p).await
+        })?)
     }
 
     /// Before a request to LINE: marks the messages `sending` and uses up the reply token,
@@ -486,25 +571,35 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
         let until = (now_ms + lease_ms).max(lease.until + 1);
-        let held = exec_tx!(&mut tx, c => sqlx::query(
-            "UPDATE conversations SET send_lease_until = $3 WHERE id = $1 AND send_lease_until = $2")
-            .bind(lease.conversation_id).bind(lease.until).bind(until))?;
+        let held = exec_tx!(&mut tx, |c| {
+            sqlx::query(
+            "UPDATE conversations SET send_lease_until = $3 WHERE id = $1 AND send_lease_until = $2"
+        )
+        .bind(lease.conversation_id)
+        .bind(lease.until)
+        .bind(until)
+        })?;
         if held != 1 {
             return Ok(false);
         }
         for id in outbox_ids {
-            let n = exec_tx!(&mut tx, c => sqlx::query(
+            let n = exec_tx!(&mut tx, |c| sqlx::query(
                 "UPDATE outbox SET state = 'sending', attempt_via = $2, attempts = attempts + 1
-                 WHERE id = $1 AND (state = 'queued' OR $2 = 'push')")
-                .bind(id).bind(via.as_str()))?;
+                 WHERE id = $1 AND (state = 'queued' OR $2 = 'push')"
+            )
+            .bind(id)
+            .bind(via.as_str()))?;
             if n != 1 {
                 return Ok(false);
             }
         }
         if let Some(mid) = token_message_id {
-            let n = exec_tx!(&mut tx, c => sqlx::query(
-                "UPDATE messages SET reply_token_used = TRUE WHERE id = $1 AND NOT reply_token_used")
-                .bind(mid))?;
+            let n = exec_tx!(&mut tx, |c| {
+                sqlx::query(
+                "UPDATE messages SET reply_token_used = TRUE WHERE id = $1 AND NOT reply_token_used"
+            )
+            .bind(mid)
+            })?;
             if n != 1 {
                 return Ok(false);
             }
@@ -517,8 +612,10 @@ impl Store {
     /// Gives a reply token back when LINE certainly did not take the request (it was
     /// refused before it went out, or rate limited), so it can still carry the messages.
     pub async fn restore_reply_token(&self, token_message_id: i64) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query("UPDATE messages SET reply_token_used = FALSE WHERE id = $1")
-            .bind(token_message_id))?;
+        exec_db!(&self.db, |p| sqlx::query(
+            "UPDATE messages SET reply_token_used = FALSE WHERE id = $1"
+        )
+        .bind(token_message_id))?;
         Ok(())
     }
 
@@ -573,12 +670,20 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         for id in message_ids {
-            exec_tx!(&mut tx, c => sqlx::query("DELETE FROM outbox WHERE message_id = $1").bind(id))?;
-            exec_tx!(&mut tx, c => sqlx::query(
+            exec_tx!(&mut tx, |c| sqlx::query(
+                "DELETE FROM outbox WHERE message_id = $1"
+            )
+            .bind(id))?;
+            exec_tx!(&mut tx, |c| sqlx::query(
                 "UPDATE messages SET delivery = $2, delivery_error = $3, sent_via = $4,
                         sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END
-                 WHERE id = $1")
-                .bind(id).bind(delivery.as_str()).bind(error).bind(via.map(desk_core::Mode::as_str)).bind(now_ms))?;
+                 WHERE id = $1"
+            )
+            .bind(id)
+            .bind(delivery.as_str())
+            .bind(error)
+            .bind(via.map(desk_core::Mode::as_str))
+            .bind(now_ms))?;
         }
         tx.announce(message_ids.iter().map(|&id| Change::Message {
             conversation_id,
@@ -601,12 +706,14 @@ impl Store {
         for id in outbox_ids {
             // Unchanged rows are not announced: a kept message looked at again and again
             // while it waits must not refresh every open chat each time.
-            let row: Option<(i64, i64)> = on_tx!(&mut tx, c => sqlx::query_as(
+            let row: Option<(i64, i64)> = on_tx!(&mut tx, |c| {
+                sqlx::query_as(
                 "UPDATE outbox SET state = 'queued', next_attempt_at = $2, last_error = COALESCE($3, last_error)
                  WHERE id = $1 AND (state <> 'queued' OR next_attempt_at <> $2
                                     OR ($3 IS NOT NULL AND (last_error IS NULL OR last_error <> $3)))
                  RETURNING conversation_id, message_id")
-                .bind(id).bind(next_attempt_at).bind(error).fetch_optional(c).await)?;
+                .bind(id).bind(next_attempt_at).bind(error).fetch_optional(c).await
+            })?;
             if let Some((conversation_id, id)) = row {
                 changes.push(Change::Message {
                     conversation_id,
@@ -623,9 +730,11 @@ impl Store {
     /// outbox (sent or failed), or it waits again after a try or for a reply token — not
     /// while a request for it is under way (`sending`).
     pub async fn outgoing_settled(&self, message_id: i64) -> Result<bool> {
-        let row: Option<(String, i64, i64, i64)> = on_db!(&self.db, p => sqlx::query_as(
+        let row: Option<(String, i64, i64, i64)> = on_db!(&self.db, |p| {
+            sqlx::query_as(
             "SELECT state, attempts, next_attempt_at, created_at FROM outbox WHERE message_id = $1")
-            .bind(message_id).fetch_optional(p).await)?;
+            .bind(message_id).fetch_optional(p).await
+        })?;
         Ok(match row {
             None => true,
             Some((state, attempts, next_at, created_at)) => {
@@ -636,16 +745,20 @@ impl Store {
 
     /// After switching to push mode: everything waiting for a reply token goes now (M1/M2).
     pub async fn wake_outbox(&self, now_ms: i64) -> Result<u64> {
-        Ok(exec_db!(&self.db, p => sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $1 WHERE state = 'queued' AND next_attempt_at > $1")
-            .bind(now_ms))?)
+        Ok(exec_db!(&self.db, |p| sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE state = 'queued' AND next_attempt_at > $1"
+        )
+        .bind(now_ms))?)
     }
 
     /// How many messages of the chat wait (queued, not under way): what 完了/未読 asks about.
     pub async fn waiting_count(&self, conversation_id: i64) -> Result<i64> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM outbox WHERE conversation_id = $1 AND state = 'queued'")
-            .bind(conversation_id).fetch_one(p).await)?)
+        Ok(on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE conversation_id = $1 AND state = 'queued'"
+        )
+        .bind(conversation_id)
+        .fetch_one(p)
+        .await)?)
     }
 
     /// The newest customer message of the chat whose reply token is still unused and not older
@@ -655,19 +768,24 @@ impl Store {
         conversation_id: i64,
         since_ms: i64,
     ) -> Result<Option<i64>> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar(
+        Ok(on_db!(&self.db, |p| sqlx::query_scalar(
             "SELECT MAX(created_at) FROM messages
              WHERE conversation_id = $1 AND direction = 'in' AND reply_token IS NOT NULL
-               AND NOT reply_token_used AND created_at > $2")
-            .bind(conversation_id).bind(since_ms).fetch_one(p).await)?)
+               AND NOT reply_token_used AND created_at > $2"
+        )
+        .bind(conversation_id)
+        .bind(since_ms)
+        .fetch_one(p)
+        .await)?)
     }
 
     /// How many messages wait, and since when (for /metrics).
     pub async fn outbox_depth(&self) -> Result<(i64, Option<i64>)> {
-        Ok(
-            on_db!(&self.db, p => sqlx::query_as::<_, (i64, Option<i64>)>(
-            "SELECT COUNT(*), MIN(created_at) FROM outbox").fetch_one(p).await)?,
-        )
+        Ok(on_db!(&self.db, |p| {
+            sqlx::query_as::<_, (i64, Option<i64>)>("SELECT COUNT(*), MIN(created_at) FROM outbox")
+                .fetch_one(p)
+                .await
+        })?)
     }
 
     pub fn is_sqlite(&self) -> bool {

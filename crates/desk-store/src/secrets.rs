@@ -418,9 +418,11 @@ impl crate::Store {
                 return Ok(true);
             }
         }
-        let plain: i64 = crate::on_db!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM customer_passcodes WHERE code_hash IS NULL")
-            .fetch_one(p).await)?;
+        let plain: i64 = crate::on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM customer_passcodes WHERE code_hash IS NULL"
+        )
+        .fetch_one(p)
+        .await)?;
         Ok(plain > 0)
     }
 
@@ -442,15 +444,21 @@ impl crate::Store {
             }
         }
         // Another instance may have done it meanwhile, perhaps with another key.
-        let recorded: Option<String> = crate::on_tx!(&mut tx, c => sqlx::query_scalar(
-            "SELECT value FROM settings WHERE key = $1")
-            .bind(KEY_ID_SETTING).fetch_optional(c).await)?;
+        let recorded: Option<String> = crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
+            "SELECT value FROM settings WHERE key = $1"
+        )
+        .bind(KEY_ID_SETTING)
+        .fetch_optional(c)
+        .await)?;
         check_recorded(secrets, recorded.as_deref())?;
         let mut converted = 0;
         for key in SECRET_SETTINGS {
-            let value: Option<String> = crate::on_tx!(&mut tx, c => sqlx::query_scalar(
-                "SELECT value FROM settings WHERE key = $1")
-                .bind(key).fetch_optional(c).await)?;
+            let value: Option<String> = crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
+                "SELECT value FROM settings WHERE key = $1"
+            )
+            .bind(key)
+            .fetch_optional(c)
+            .await)?;
             let Some(value) = value.filter(|v| !v.is_empty()) else {
                 continue;
             };
@@ -459,33 +467,44 @@ impl crate::Store {
                 Opened::Previous(p) | Opened::Plain(p) => p,
             };
             // The value is rewritten, not changed: ステータス更新 stays as it was.
-            crate::exec_tx!(&mut tx, c => sqlx::query("UPDATE settings SET value = $2 WHERE key = $1")
-                .bind(key).bind(secrets.seal(key, &plain)))?;
+            crate::exec_tx!(&mut tx, |c| sqlx::query(
+                "UPDATE settings SET value = $2 WHERE key = $1"
+            )
+            .bind(key)
+            .bind(secrets.seal(key, &plain)))?;
             converted += 1;
         }
         let previous_like = secrets
             .previous_key_id()
             .map(|id| format!("{PREFIX}{id}:%"))
             .unwrap_or_else(|| "no previous key".into());
-        let rows: Vec<(i64, String, Option<String>)> = crate::on_tx!(&mut tx, c => sqlx::query_as(
+        let rows: Vec<(i64, String, Option<String>)> = crate::on_tx!(&mut tx, |c| sqlx::query_as(
             "SELECT id, code, code_enc FROM customer_passcodes
-             WHERE code_hash IS NULL OR code_enc LIKE $1")
-            .bind(&previous_like).fetch_all(c).await)?;
+             WHERE code_hash IS NULL OR code_enc LIKE $1"
+        )
+        .bind(&previous_like)
+        .fetch_all(c)
+        .await)?;
         for (id, code, code_enc) in rows {
             let code = match code_enc {
                 Some(enc) => secrets.open(PASSCODE_PURPOSE, &enc)?.into_inner(),
                 None => code,
             };
-            crate::exec_tx!(&mut tx, c => sqlx::query(
+            crate::exec_tx!(&mut tx, |c| {
+                sqlx::query(
                 "UPDATE customer_passcodes SET code = $2, code_hash = $3, code_enc = $4 WHERE id = $1")
                 .bind(id).bind(MASKED_CODE).bind(secrets.passcode_hash(&code))
-                .bind(secrets.seal(PASSCODE_PURPOSE, &code)))?;
+                .bind(secrets.seal(PASSCODE_PURPOSE, &code))
+            })?;
             converted += 1;
         }
-        crate::exec_tx!(&mut tx, c => sqlx::query(
+        crate::exec_tx!(&mut tx, |c| sqlx::query(
             "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(KEY_ID_SETTING).bind(secrets.key_id()).bind(0i64))?;
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+        .bind(KEY_ID_SETTING)
+        .bind(secrets.key_id())
+        .bind(0i64))?;
         if let crate::TxInner::Sqlite(t) = &mut tx.inner {
             sqlx::query("PRAGMA secure_delete = OFF")
                 .execute(&mut **t)

@@ -5,7 +5,7 @@
 //! user is disabled.
 
 use crate::users::UserRow;
-use crate::{Change, Result, Store, exec_db, exec_tx, hash_token, on_db, on_tx, random_token};
+use crate::{Change, Result, Store, hash_token, random_token};
 
 /// The wall clock, for callers without a `Clock` (the CLI, tests).
 fn now_ms() -> i64 {
@@ -44,11 +44,17 @@ impl Store {
     ) -> Result<NewSession> {
         let token = random_token(32);
         let csrf_token = random_token(32);
-        let id: i64 = on_db!(&self.db, p => sqlx::query_scalar(
+        let id: i64 = on_db!(&self.db, |p| sqlx::query_scalar(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id")
-            .bind(hash_token(&token)).bind(user_id).bind(&csrf_token).bind(now_ms).bind(expires_at)
-            .fetch_one(p).await)?;
+             VALUES ($1, $2, $3, $4, $5) RETURNING id"
+        )
+        .bind(hash_token(&token))
+        .bind(user_id)
+        .bind(&csrf_token)
+        .bind(now_ms)
+        .bind(expires_at)
+        .fetch_one(p)
+        .await)?;
         Ok(NewSession {
             id,
             token,
@@ -64,14 +70,20 @@ impl Store {
                           u.disabled, u.locale
                    FROM sessions s JOIN users u ON u.id = s.user_id
                    WHERE s.token_hash = $1 AND s.expires_at > $2 AND NOT u.disabled";
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, SessionRow>(sql)
-            .bind(hash_token(token)).bind(now_ms).fetch_optional(p).await)?)
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, SessionRow>(sql)
+            .bind(hash_token(token))
+            .bind(now_ms)
+            .fetch_optional(p)
+            .await)?)
     }
 
     /// Moves a session's end (sliding expiry).
     pub async fn extend_session(&self, session_id: i64, expires_at: i64) -> Result<()> {
-        exec_db!(&self.db, p => sqlx::query("UPDATE sessions SET expires_at = $1 WHERE id = $2")
-            .bind(expires_at).bind(session_id))?;
+        exec_db!(&self.db, |p| sqlx::query(
+            "UPDATE sessions SET expires_at = $1 WHERE id = $2"
+        )
+        .bind(expires_at)
+        .bind(session_id))?;
         Ok(())
     }
 
@@ -79,9 +91,12 @@ impl Store {
     /// The user's open event streams re-check their access at once.
     pub async fn delete_session(&self, token: &str) -> Result<()> {
         let mut tx = self.begin().await?;
-        let user_id: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
-            "DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id")
-            .bind(hash_token(token)).fetch_optional(c).await)?;
+        let user_id: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
+            "DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id"
+        )
+        .bind(hash_token(token))
+        .fetch_optional(c)
+        .await)?;
         if let Some(user_id) = user_id {
             tx.announce([Change::Access { user_id }]);
         }
@@ -101,13 +116,19 @@ impl Store {
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let n = exec_tx!(&mut tx, c => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(password_hash).bind(user_id))?;
+        let n = exec_tx!(&mut tx, |c| sqlx::query(
+            "UPDATE users SET password_hash = $1 WHERE id = $2"
+        )
+        .bind(password_hash)
+        .bind(user_id))?;
         if n == 0 {
             return Err(crate::StoreError::NotFound);
         }
-        exec_tx!(&mut tx, c => sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
-            .bind(user_id).bind(keep_session.unwrap_or(-1)))?;
+        exec_tx!(&mut tx, |c| sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2"
+        )
+        .bind(user_id)
+        .bind(keep_session.unwrap_or(-1)))?;
         crate::users::revoke_tokens_in(&mut tx, user_id, now_ms).await?;
         tx.announce([Change::Access { user_id }]);
         tx.commit().await?;
@@ -117,17 +138,19 @@ impl Store {
     /// Ends every session of a user but `keep` (the caller's own, when they change their
     /// own password). Returns how many ended.
     pub async fn delete_user_sessions(&self, user_id: i64, keep: Option<i64>) -> Result<u64> {
-        Ok(exec_db!(&self.db, p => sqlx::query(
-            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
-            .bind(user_id).bind(keep.unwrap_or(-1)))?)
+        Ok(exec_db!(&self.db, |p| sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2"
+        )
+        .bind(user_id)
+        .bind(keep.unwrap_or(-1)))?)
     }
 
     /// Housekeeping: forgets sessions that have ended.
     pub async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64> {
-        Ok(
-            exec_db!(&self.db, p => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now_ms))?,
+        Ok(exec_db!(&self.db, |p| sqlx::query(
+            "DELETE FROM sessions WHERE expires_at <= $1"
         )
+        .bind(now_ms))?)
     }
 
     /// Disables or enables a user. Disabling also ends their sessions and revokes their API
@@ -145,14 +168,19 @@ impl Store {
         now_ms: i64,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let n = exec_tx!(&mut tx, c => sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
-            .bind(disabled).bind(user_id))?;
+        let n = exec_tx!(&mut tx, |c| sqlx::query(
+            "UPDATE users SET disabled = $1 WHERE id = $2"
+        )
+        .bind(disabled)
+        .bind(user_id))?;
         if n == 0 {
             return Err(crate::StoreError::NotFound);
         }
         if disabled {
-            exec_tx!(&mut tx, c => sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-                .bind(user_id))?;
+            exec_tx!(&mut tx, |c| sqlx::query(
+                "DELETE FROM sessions WHERE user_id = $1"
+            )
+            .bind(user_id))?;
             crate::users::revoke_tokens_in(&mut tx, user_id, now_ms).await?;
         }
         tx.announce([Change::Access { user_id }]);

@@ -2,9 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{
-    Change, Result, Store, StoreError, exec_db, exec_tx, hash_token, on_db, on_tx, random_token,
-};
+use crate::{Change, Result, Store, StoreError, hash_token, random_token};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,37 +59,45 @@ impl Store {
         password_hash: &str,
         now_ms: i64,
     ) -> Result<i64> {
-        let id: Option<i64> = on_db!(&self.db, p => sqlx::query_scalar(
+        let id: Option<i64> = on_db!(&self.db, |p| {
+            sqlx::query_scalar(
             "INSERT INTO users (login, name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (login) DO NOTHING RETURNING id")
             .bind(login).bind(name).bind(role.as_str()).bind(password_hash).bind(now_ms)
-            .fetch_optional(p).await)?;
+            .fetch_optional(p).await
+        })?;
         id.ok_or_else(|| StoreError::Conflict(format!("login {login:?} is taken")))
     }
 
     pub async fn user_by_login(&self, login: &str) -> Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE login = $1");
-        Ok(
-            on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).bind(login).fetch_optional(p).await)?,
-        )
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, UserRow>(&sql)
+            .bind(login)
+            .fetch_optional(p)
+            .await)?)
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        Ok(
-            on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).bind(id).fetch_optional(p).await)?,
-        )
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, UserRow>(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?)
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRow>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
-        Ok(on_db!(&self.db, p => sqlx::query_as::<_, UserRow>(&sql).fetch_all(p).await)?)
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, UserRow>(&sql)
+            .fetch_all(p)
+            .await)?)
     }
 
     pub async fn count_users(&self) -> Result<i64> {
-        Ok(
-            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await)?,
+        Ok(on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users"
         )
+        .fetch_one(p)
+        .await)?)
     }
 
     /// A new API token for the user that never expires; only its hash is kept. Returns the
@@ -108,9 +114,11 @@ impl Store {
         expires_at: Option<i64>,
     ) -> Result<String> {
         let token = format!("ld_{}", random_token(32));
-        exec_db!(&self.db, p => sqlx::query(
+        exec_db!(&self.db, |p| {
+            sqlx::query(
             "INSERT INTO api_tokens (user_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(user_id).bind(hash_token(&token)).bind(now_ms).bind(expires_at))?;
+            .bind(user_id).bind(hash_token(&token)).bind(now_ms).bind(expires_at)
+        })?;
         Ok(token)
     }
 
@@ -127,8 +135,12 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let found: Option<TokenUserRow> = on_db!(&self.db, p => sqlx::query_as::<_, TokenUserRow>(&sql)
-            .bind(hash_token(token)).bind(now_ms).fetch_optional(p).await)?;
+        let found: Option<TokenUserRow> =
+            on_db!(&self.db, |p| sqlx::query_as::<_, TokenUserRow>(&sql)
+                .bind(hash_token(token))
+                .bind(now_ms)
+                .fetch_optional(p)
+                .await)?;
         let Some(found) = found else {
             return Ok(None);
         };
@@ -136,8 +148,11 @@ impl Store {
             .last_used_at
             .is_none_or(|t| now_ms - t >= TOKEN_USE_NOTED_EVERY_MS)
         {
-            exec_db!(&self.db, p => sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
-                .bind(now_ms).bind(found.token_id))?;
+            exec_db!(&self.db, |p| sqlx::query(
+                "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2"
+            )
+            .bind(now_ms)
+            .bind(found.token_id))?;
         }
         Ok(Some(found.user))
     }
@@ -149,18 +164,21 @@ impl Store {
                    FROM api_tokens t JOIN users u ON u.id = t.user_id
                    WHERE $1 IS NULL OR t.user_id = $1
                    ORDER BY t.id DESC";
-        Ok(
-            on_db!(&self.db, p => sqlx::query_as::<_, ApiTokenRow>(sql).bind(user_id).fetch_all(p).await)?,
-        )
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, ApiTokenRow>(sql)
+            .bind(user_id)
+            .fetch_all(p)
+            .await)?)
     }
 
     /// Revokes one token (`NotFound` if it does not exist; revoking twice keeps the first
     /// time). Open event streams of its user re-check their access at once.
     pub async fn revoke_api_token(&self, token_id: i64, now_ms: i64) -> Result<ApiTokenRow> {
         let mut tx = self.begin().await?;
-        let user_id: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+        let user_id: Option<i64> = on_tx!(&mut tx, |c| {
+            sqlx::query_scalar(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING user_id")
-            .bind(token_id).bind(now_ms).fetch_optional(c).await)?;
+            .bind(token_id).bind(now_ms).fetch_optional(c).await
+        })?;
         let user_id = user_id.ok_or(StoreError::NotFound)?;
         tx.announce([Change::Access { user_id }]);
         tx.commit().await?;
@@ -212,17 +230,22 @@ impl ApiTokenRow {
 
 /// Revokes the live tokens of `user_id` inside a transaction.
 pub(crate) async fn revoke_tokens_in(tx: &mut crate::Tx, user_id: i64, now_ms: i64) -> Result<u64> {
-    Ok(exec_tx!(tx, c => sqlx::query(
-        "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
-        .bind(user_id).bind(now_ms))?)
+    Ok(exec_tx!(tx, |c| sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
+    )
+    .bind(user_id)
+    .bind(now_ms))?)
 }
 
 // User administration (管理設定 > ユーザー). Disabling lives in `sessions.rs`, because it
 // ends the user's sessions in the same transaction.
 impl Store {
     pub async fn set_user_name(&self, user_id: i64, name: &str) -> Result<()> {
-        let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
-            .bind(name).bind(user_id))?;
+        let n = exec_db!(&self.db, |p| sqlx::query(
+            "UPDATE users SET name = $1 WHERE id = $2"
+        )
+        .bind(name)
+        .bind(user_id))?;
         if n == 0 {
             Err(StoreError::NotFound)
         } else {
@@ -231,8 +254,11 @@ impl Store {
     }
 
     pub async fn set_user_role(&self, user_id: i64, role: Role) -> Result<()> {
-        let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-            .bind(role.as_str()).bind(user_id))?;
+        let n = exec_db!(&self.db, |p| sqlx::query(
+            "UPDATE users SET role = $1 WHERE id = $2"
+        )
+        .bind(role.as_str())
+        .bind(user_id))?;
         if n == 0 {
             Err(StoreError::NotFound)
         } else {
@@ -242,8 +268,11 @@ impl Store {
 
     /// `password_hash` is already hashed (argon2) by the caller.
     pub async fn set_user_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
-        let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(password_hash).bind(user_id))?;
+        let n = exec_db!(&self.db, |p| sqlx::query(
+            "UPDATE users SET password_hash = $1 WHERE id = $2"
+        )
+        .bind(password_hash)
+        .bind(user_id))?;
         if n == 0 {
             Err(StoreError::NotFound)
         } else {
@@ -253,8 +282,11 @@ impl Store {
 
     /// The UI language of the user (`ja` or `en`; the server checks the value).
     pub async fn set_user_locale(&self, user_id: i64, locale: &str) -> Result<()> {
-        let n = exec_db!(&self.db, p => sqlx::query("UPDATE users SET locale = $1 WHERE id = $2")
-            .bind(locale).bind(user_id))?;
+        let n = exec_db!(&self.db, |p| sqlx::query(
+            "UPDATE users SET locale = $1 WHERE id = $2"
+        )
+        .bind(locale)
+        .bind(user_id))?;
         if n == 0 {
             Err(StoreError::NotFound)
         } else {

@@ -141,12 +141,20 @@ async fn seed(s: &Store, n: usize) -> (i64, i64) {
         })
         .collect();
     for chunk in customers.chunks(3_000) {
-        on_db!(&s.db, p => {
+        on_db!(s.db(), |p| {
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO customers (name, name_key, phone, phone_digits, email, notes, tags, created_at, updated_at) ");
+                "INSERT INTO customers (name, name_key, phone, phone_digits, email, notes, tags, created_at, updated_at) ",
+            );
             q.push_values(chunk, |mut b, (name, phone, digits)| {
-                b.push_bind(name).push_bind(name_key(name)).push_bind(phone).push_bind(digits)
-                    .push_bind("").push_bind("").push_bind("[]").push_bind(now).push_bind(now);
+                b.push_bind(name)
+                    .push_bind(name_key(name))
+                    .push_bind(phone)
+                    .push_bind(digits)
+                    .push_bind("")
+                    .push_bind("")
+                    .push_bind("[]")
+                    .push_bind(now)
+                    .push_bind(now);
             });
             q.build().execute(p).await.unwrap();
         });
@@ -164,23 +172,36 @@ async fn seed(s: &Store, n: usize) -> (i64, i64) {
         })
         .collect();
     for chunk in chats.chunks(3_000) {
-        on_db!(&s.db, p => {
+        on_db!(s.db(), |p| {
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO conversations (line_user_id, display_name, customer_id, status, last_message_at, created_at, updated_at, profile_state) ");
+                "INSERT INTO conversations (line_user_id, display_name, customer_id, status, last_message_at, created_at, updated_at, profile_state) ",
+            );
             q.push_values(chunk, |mut b, (user, customer, at, status)| {
-                b.push_bind(user).push_bind("LINEユーザー").push_bind(*customer).push_bind(*status)
-                    .push_bind(*at).push_bind(*at).push_bind(*at).push_bind("ok");
+                b.push_bind(user)
+                    .push_bind("LINEユーザー")
+                    .push_bind(*customer)
+                    .push_bind(*status)
+                    .push_bind(*at)
+                    .push_bind(*at)
+                    .push_bind(*at)
+                    .push_bind("ok");
             });
             q.build().execute(p).await.unwrap();
         });
     }
     // The rare customer has one chat.
-    let rare: i64 =
-        on_db!(&s.db, p => sqlx::query_scalar("SELECT id FROM customers WHERE name = $1")
-        .bind(RARE_NAME).fetch_one(p).await)
-        .unwrap();
-    exec_db!(&s.db, p => sqlx::query("UPDATE conversations SET customer_id = $1 WHERE id = 1").bind(rare))
-        .unwrap();
+    let rare: i64 = on_db!(s.db(), |p| sqlx::query_scalar(
+        "SELECT id FROM customers WHERE name = $1"
+    )
+    .bind(RARE_NAME)
+    .fetch_one(p)
+    .await)
+    .unwrap();
+    exec_db!(s.db(), |p| sqlx::query(
+        "UPDATE conversations SET customer_id = $1 WHERE id = 1"
+    )
+    .bind(rare))
+    .unwrap();
     // As after a while in production.
     let analyze = if s.is_postgres() {
         // Autovacuum's work: statistics, and the GIN indexes' pending lists merged.
@@ -188,8 +209,8 @@ async fn seed(s: &Store, n: usize) -> (i64, i64) {
     } else {
         "ANALYZE"
     };
-    exec_db!(&s.db, p => sqlx::query(analyze)).unwrap();
-    let linked: i64 = on_db!(&s.db, p => sqlx::query_scalar(
+    exec_db!(s.db(), |p| sqlx::query(analyze)).unwrap();
+    let linked: i64 = on_db!(s.db(), |p| sqlx::query_scalar(
         "SELECT customer_id FROM conversations WHERE customer_id IS NOT NULL AND id > 10 ORDER BY id LIMIT 1")
         .fetch_one(p).await)
     .unwrap();

@@ -13,7 +13,7 @@ fn message(event_id: Option<&str>, user: Option<&str>, mid: Option<&str>, ts: i6
         raw: format!(r#"{{"type":"message","webhookEventId":{event_id:?},"ts":{ts}}}"#),
         action: InboundAction::Message(InboundMessage {
             line_message_id: mid.map(Into::into),
-            kind: "text".into(),
+            kind: desk_core::MessageKind::from_line_type("text"),
             text: Some(format!("text of {mid:?} at {ts}")),
             payload: None,
             fetch_content: false,
@@ -32,7 +32,7 @@ fn with_text(mut ev: InboundEvent, text: &str) -> InboundEvent {
 fn image(event_id: &str, user: &str, mid: &str, ts: i64) -> InboundEvent {
     let mut ev = message(Some(event_id), Some(user), Some(mid), ts);
     if let InboundAction::Message(m) = &mut ev.action {
-        m.kind = "image".into();
+        m.kind = desk_core::MessageKind::from_line_type("image");
         m.text = None;
         m.payload = Some(r#"{"provider":"line"}"#.into());
         m.fetch_content = true;
@@ -107,35 +107,62 @@ struct Snapshot {
 }
 
 async fn snapshot(s: &Store) -> Snapshot {
-    on_db!(&s.db, p => async {
+    on_db!(s.db(), |p| async {
         Snapshot {
             conversations: sqlx::query_as(
                 "SELECT line_user_id, unread_count, last_message_at, status,
                         blocked, created_at, updated_at, profile_state
-                 FROM conversations ORDER BY line_user_id").fetch_all(p).await.unwrap(),
+                 FROM conversations ORDER BY line_user_id",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
             messages: sqlx::query_as(
                 "SELECT c.line_user_id, m.direction, m.type, m.text, m.payload, m.line_message_id,
                         m.media_state, m.delivery, m.reply_token, m.created_at
-                 FROM messages m JOIN conversations c ON c.id = m.conversation_id ORDER BY m.id")
-                .fetch_all(p).await.unwrap(),
+                 FROM messages m JOIN conversations c ON c.id = m.conversation_id ORDER BY m.id",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
             events: sqlx::query_as(
                 "SELECT webhook_event_id, event_type, line_user_id, timestamp, received_at, raw
-                 FROM webhook_events ORDER BY id").fetch_all(p).await.unwrap(),
+                 FROM webhook_events ORDER BY id",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
             profile_jobs: sqlx::query_as(
                 "SELECT c.line_user_id, j.next_at, j.attempts FROM jobs j
                  JOIN conversations c ON c.id = j.target_id WHERE j.kind = 'profile'
-                 ORDER BY c.line_user_id").fetch_all(p).await.unwrap(),
+                 ORDER BY c.line_user_id",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
             content_jobs: sqlx::query_as(
                 "SELECT m.line_message_id, j.next_at, j.attempts FROM jobs j
                  JOIN messages m ON m.id = j.target_id WHERE j.kind = 'content'
-                 ORDER BY COALESCE(m.line_message_id, '')").fetch_all(p).await.unwrap(),
+                 ORDER BY COALESCE(m.line_message_id, '')",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
             passcode_jobs: sqlx::query_as(
                 "SELECT m.line_message_id, j.next_at, j.attempts FROM jobs j
                  JOIN messages m ON m.id = j.target_id WHERE j.kind = 'passcode'
-                 ORDER BY COALESCE(m.line_message_id, '')").fetch_all(p).await.unwrap(),
-            jobs: sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(p).await.unwrap(),
+                 ORDER BY COALESCE(m.line_message_id, '')",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap(),
+            jobs: sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+                .fetch_one(p)
+                .await
+                .unwrap(),
         }
-    }.await)
+    }
+    .await)
 }
 
 fn backend(s: &Store) -> &'static str {
@@ -167,8 +194,11 @@ async fn one_by_one(s: &Store, events: &[InboundEvent], now: i64) -> IngestOutco
 }
 
 async fn mark_done(s: &Store, user: &str) {
-    exec_db!(&s.db, p => sqlx::query("UPDATE conversations SET status = 'done' WHERE line_user_id = $1").bind(user))
-        .unwrap();
+    exec_db!(s.db(), |p| sqlx::query(
+        "UPDATE conversations SET status = 'done' WHERE line_user_id = $1"
+    )
+    .bind(user))
+    .unwrap();
 }
 
 #[tokio::test]
@@ -350,13 +380,19 @@ async fn a_failed_batch_leaves_nothing_and_the_writer_goes_on() {
             .await
             .unwrap();
         // The batch fails half-way: its messages are stored before the follow's job cannot be.
-        exec_db!(&s.db, p => sqlx::query("ALTER TABLE jobs RENAME TO jobs_away")).unwrap();
+        exec_db!(s.db(), |p| sqlx::query(
+            "ALTER TABLE jobs RENAME TO jobs_away"
+        ))
+        .unwrap();
         let failing = [
             message(Some("E2"), Some("Ua"), Some("m2"), 2_000),
             follow("F1", "Ub", 2_001),
         ];
         assert!(writer.ingest(&failing, 2_000).await.is_err(), "{b}");
-        exec_db!(&s.db, p => sqlx::query("ALTER TABLE jobs_away RENAME TO jobs")).unwrap();
+        exec_db!(s.db(), |p| sqlx::query(
+            "ALTER TABLE jobs_away RENAME TO jobs"
+        ))
+        .unwrap();
         let before = snapshot(&s).await;
         assert_eq!(before.events.len(), 1, "{b}: rolled back");
         assert_eq!(before.messages.len(), 1, "{b}: rolled back");
@@ -373,7 +409,7 @@ async fn a_failed_batch_leaves_nothing_and_the_writer_goes_on() {
 async fn the_writer_waits_for_another_connections_write_and_checkpoints_when_due() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(None, dir.path()).await.unwrap();
-    let desk_store::Db::Sqlite(pool) = &s.db else {
+    let desk_store::Db::Sqlite(pool) = s.db() else {
         unreachable!("the default store is SQLite")
     };
     let mut writer = s.ingest_writer();

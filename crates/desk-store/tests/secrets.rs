@@ -37,21 +37,30 @@ async fn old_desk(url: Option<&str>, dir: &Path) {
     ] {
         s.set_setting(k, v, 1_000).await.unwrap();
     }
-    exec_db!(&s.db, p => sqlx::query(
-        "INSERT INTO customers (name, created_at, updated_at) VALUES ('山田 花子', 1, 1)"))
+    exec_db!(s.db(), |p| sqlx::query(
+        "INSERT INTO customers (name, created_at, updated_at) VALUES ('山田 花子', 1, 1)"
+    ))
     .unwrap();
-    exec_db!(&s.db, p => sqlx::query(
+    exec_db!(s.db(), |p| sqlx::query(
         "INSERT INTO customer_passcodes (customer_id, code, issued_at, valid_until)
-         VALUES (1, $1, 1, 9999999999999)").bind(CODE))
+         VALUES (1, $1, 1, 9999999999999)"
+    )
+    .bind(CODE))
     .unwrap();
 }
 
 async fn raw_values(s: &Store) -> Vec<String> {
-    let mut v: Vec<String> = on_db!(&s.db, p => sqlx::query_scalar(
-        "SELECT value FROM settings WHERE key LIKE 'line.%'").fetch_all(p).await)
+    let mut v: Vec<String> = on_db!(s.db(), |p| sqlx::query_scalar(
+        "SELECT value FROM settings WHERE key LIKE 'line.%'"
+    )
+    .fetch_all(p)
+    .await)
     .unwrap();
-    let codes: Vec<(String, Option<String>, Option<String>)> = on_db!(&s.db, p => sqlx::query_as(
-        "SELECT code, code_hash, code_enc FROM customer_passcodes").fetch_all(p).await)
+    let codes: Vec<(String, Option<String>, Option<String>)> = on_db!(s.db(), |p| sqlx::query_as(
+        "SELECT code, code_hash, code_enc FROM customer_passcodes"
+    )
+    .fetch_all(p)
+    .await)
     .unwrap();
     for (a, b, c) in codes {
         v.extend([a, b.unwrap_or_default(), c.unwrap_or_default()]);

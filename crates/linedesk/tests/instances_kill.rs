@@ -169,7 +169,7 @@ async fn an_instance_killed_mid_way_loses_nothing_and_sends_nothing_twice() {
     }
     // Kill while a push is under way (most likely A's: it sends half the messages itself).
     let in_flight = async || -> i64 {
-        match &store.db {
+        match store.db() {
             desk_store::Db::Postgres(p) => {
                 sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'sending'")
                     .fetch_one(p)
@@ -252,7 +252,7 @@ async fn an_instance_killed_mid_way_loses_nothing_and_sends_nothing_twice() {
     }
     // Every webhook the desk answered 200 is stored.
     for id in &webhooks_ok {
-        let n: i64 = match &store.db {
+        let n: i64 = match store.db() {
             desk_store::Db::Postgres(p) => {
                 sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE line_message_id = $1")
                     .bind(id)

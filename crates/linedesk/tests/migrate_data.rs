@@ -73,7 +73,7 @@ async fn build_sqlite_desk(dir: &Path) {
         .add_to_counter("webhook_signature_failures", 3, 6)
         .await
         .unwrap();
-    let Db::Sqlite(pool) = &store.db else {
+    let Db::Sqlite(pool) = store.db() else {
         unreachable!()
     };
     let http = reqwest::Client::new();
@@ -144,7 +144,10 @@ async fn build_sqlite_desk(dir: &Path) {
     eventually("the customer's image fetched", async || {
         let msgs = store.messages_between(conv, 0, i64::MAX).await.unwrap();
         msgs.iter()
-            .any(|m| m.kind == "image" && m.media_state == "ok")
+            .any(|m| {
+                m.kind == desk_core::MessageKind::Image
+                    && m.media_state == desk_core::MediaState::Ok
+            })
             .then_some(())
     })
     .await;
@@ -307,7 +310,7 @@ fn a_single_machine_desk_moves_to_postgresql_with_every_row_and_file() {
     rt.block_on(async {
         let src = Store::open(None, dir.path()).await.unwrap();
         let dst = Store::open(Some(&pg), dir.path()).await.unwrap();
-        let Db::Sqlite(sp) = &src.db else {
+        let Db::Sqlite(sp) = src.db() else {
             unreachable!()
         };
         let tables: Vec<String> = sqlx::query_scalar(
@@ -328,8 +331,8 @@ fn a_single_machine_desk_moves_to_postgresql_with_every_row_and_file() {
             if table == "media" {
                 columns.retain(|c| c != "data"); // compared as files below
             }
-            let a = rows_of(&src.db, table, &columns).await;
-            let b = rows_of(&dst.db, table, &columns).await;
+            let a = rows_of(src.db(), table, &columns).await;
+            let b = rows_of(dst.db(), table, &columns).await;
             assert_eq!(a, b, "table {table}");
             assert!(
                 stdout
@@ -363,11 +366,11 @@ fn a_single_machine_desk_moves_to_postgresql_with_every_row_and_file() {
         }
         // Every file: on disk for SQLite, in media.data for PostgreSQL, byte for byte.
         let sql = "SELECT id, key, content_type, size, public, data FROM media ORDER BY id";
-        let on_disk: Vec<MediaRow> = match &src.db {
+        let on_disk: Vec<MediaRow> = match src.db() {
             Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
             _ => unreachable!(),
         };
-        let in_db: Vec<MediaRow> = match &dst.db {
+        let in_db: Vec<MediaRow> = match dst.db() {
             Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.unwrap(),
             _ => unreachable!(),
         };
@@ -385,7 +388,7 @@ fn a_single_machine_desk_moves_to_postgresql_with_every_row_and_file() {
             assert_eq!(bytes.len() as i64, b.size);
         }
         // New rows continue after the copied ids.
-        let max_user: i64 = match &dst.db {
+        let max_user: i64 = match dst.db() {
             Db::Postgres(p) => sqlx::query_scalar("SELECT MAX(id) FROM users")
                 .fetch_one(p)
                 .await
@@ -418,7 +421,7 @@ fn a_single_machine_desk_moves_to_postgresql_with_every_row_and_file() {
     // A table nobody told migrate-data about stops it before anything is copied.
     let pg2 = rt.block_on(async {
         let src = Store::open(None, dir.path()).await.unwrap();
-        let Db::Sqlite(sp) = &src.db else {
+        let Db::Sqlite(sp) = src.db() else {
             unreachable!()
         };
         sqlx::query("CREATE TABLE later_feature (id INTEGER PRIMARY KEY, note TEXT) STRICT")

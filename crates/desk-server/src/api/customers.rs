@@ -141,6 +141,7 @@ pub struct HistoryView {
 
 impl HistoryView {
     pub fn new(h: HistoryRow, tz: Tz) -> HistoryView {
+        let via = h.via().map(|v| v.to_string());
         let actor = match (h.actor_id, h.actor_login, h.actor_name) {
             (Some(id), Some(login), Some(name)) => Some(AgentView { id, login, name }),
             _ => None,
@@ -148,14 +149,14 @@ impl HistoryView {
         HistoryView {
             id: h.id,
             at: rfc3339(h.at, tz),
-            action: h.action,
+            action: h.action.to_string(),
             field: h.field,
             old_value: h.old_value,
             new_value: h.new_value,
             actor,
             line_user_id: h.line_user_id,
             conversation_id: h.conversation_id,
-            via: h.via,
+            via,
             valid_until: h.valid_until.map(|t| rfc3339(t, tz)),
         }
     }

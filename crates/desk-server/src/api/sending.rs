@@ -11,10 +11,11 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::post;
 use axum::{Json, Router};
+use desk_core::MessageKind;
 use desk_core::planner::{MAX_OBJECTS_PER_CALL, TextInputError, check_agent_text};
 use desk_core::status::{ConversationState, ConversationStatus};
 use desk_store::messages::MessageRow;
-use desk_store::outbox::{CancelOutcome, NewOutgoing, NotHandler};
+use desk_store::outbox::{CancelOutcome, HandlerWrite, NewOutgoing, NotHandler};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -146,13 +147,13 @@ async fn send(
         .map(|(r, key)| {
             let m = match r {
                 Ready::Text(text) => NewOutgoing {
-                    kind: "text",
+                    kind: MessageKind::Text,
                     text: Some(text),
                     payload: None,
                     media_id: None,
                 },
                 Ready::Image { payload, media_id } => NewOutgoing {
-                    kind: "image",
+                    kind: MessageKind::Image,
                     text: None,
                     payload: Some(payload),
                     media_id: Some(*media_id),
@@ -162,13 +163,13 @@ async fn send(
         })
         .collect();
     let queued = st.store.queue_group(id, user.id, &new, now).await;
-    if !matches!(queued, Ok(Ok(_))) {
+    if !matches!(queued, Ok(HandlerWrite::Queued(_))) {
         remove_files(&st, &saved).await;
     }
     let ids = match queued {
-        Ok(Ok(ids)) => ids,
-        Ok(Err(e)) => return Err(not_handler(&st, e).await),
-        Err(desk_store::StoreError::NotFound) => return Err(not_found()),
+        Ok(HandlerWrite::Queued(ids)) => ids,
+        Ok(HandlerWrite::NotHandler(e)) => return Err(not_handler(&st, e).await),
+        Ok(HandlerWrite::NotFound) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
     attempt_now(&st, id, *ids.last().expect("at least one part")).await;
@@ -308,11 +309,14 @@ async fn resend(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<MessageView>> {
     let retry_key = uuid::Uuid::new_v4().to_string();
-    let conversation_id = match st.store.resend(id, user.id, &retry_key, st.now_ms()).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(not_handler(&st, e).await),
-        Err(desk_store::StoreError::NotFound) => return Err(not_found()),
-        Err(e) => return Err(e.into()),
+    let conversation_id = match st
+        .store
+        .resend(id, user.id, &retry_key, st.now_ms())
+        .await?
+    {
+        HandlerWrite::Queued(c) => c,
+        HandlerWrite::NotHandler(e) => return Err(not_handler(&st, e).await),
+        HandlerWrite::NotFound => return Err(not_found()),
     };
     attempt_now(&st, conversation_id, id).await;
     let row = st.store.message(id).await?.ok_or_else(not_found)?;

@@ -25,7 +25,8 @@ use crate::client_addr::client_key;
 use crate::i18n::{I18n, Locale};
 use crate::page::{PageCtx, PageError, PageResult, PageUser, render_status};
 use crate::session;
-use desk_core::login_throttle::{Scope, Verdict};
+use desk_core::login_throttle::Scope;
+use desk_store::login_attempts::LoginReservation;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -151,8 +152,8 @@ async fn login(
         .reserve_login(&login, &client, &limits, st.now_ms())
         .await?
     {
-        Ok(r) => r,
-        Err(Verdict::Locked { scope, until_ms }) => {
+        LoginReservation::Reserved(r) => r,
+        LoginReservation::Locked { scope, until_ms } => {
             let wait_ms = (until_ms - st.now_ms()).max(1);
             let minutes = (wait_ms as u64).div_ceil(60_000).max(1).to_string();
             let key = if scope == Scope::Pair {
@@ -171,7 +172,6 @@ async fn login(
             }
             return Ok(resp);
         }
-        Err(Verdict::Allow) => unreachable!("an allowed attempt is reserved"),
     };
 
     // 3. The check (unknown and disabled users against a dummy hash: same time and memory).

@@ -11,11 +11,9 @@ use desk_store::users::Role;
 use line_emulator::Emulator;
 use serde_json::Value;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+#[allow(unused_imports)] // not every test file runs a test per backend
+pub use desk_store::backend_test;
+pub use desk_store::testing::Backend;
 
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 

@@ -1,7 +1,9 @@
 //! Linking a LINE user (a chat) to a customer, by an agent; the chats a customer has.
 
 use super::history::{History, for_update, write_history};
-use crate::{Change, Result, Store, Tx, exec_tx, on_db, on_tx};
+use desk_core::{HistoryAction, LinkVia};
+
+use crate::{Change, Result, Store, Tx};
 
 /// A LINE user linked to a customer.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -41,7 +43,7 @@ pub(super) async fn link_in_tx(
     conversation_id: i64,
     customer_id: i64,
     actor_id: Option<i64>,
-    via: &str,
+    via: LinkVia,
     passcode: Option<&str>,
     now_ms: i64,
 ) -> Result<LinkOutcome> {
@@ -49,14 +51,18 @@ pub(super) async fn link_in_tx(
         "SELECT customer_id, line_user_id FROM conversations WHERE id = $1{}",
         for_update(tx)
     );
-    let row: Option<(Option<i64>, String)> = on_tx!(tx, c => sqlx::query_as(&sql)
-        .bind(conversation_id).fetch_optional(c).await)?;
+    let row: Option<(Option<i64>, String)> = on_tx!(tx, |c| sqlx::query_as(&sql)
+        .bind(conversation_id)
+        .fetch_optional(c)
+        .await)?;
     let Some((previous, line_user_id)) = row else {
         return Ok(LinkOutcome::NoConversation);
     };
     let sql = format!("SELECT id FROM customers WHERE id = $1{}", for_update(tx));
-    let exists: Option<i64> = on_tx!(tx, c => sqlx::query_scalar(&sql)
-        .bind(customer_id).fetch_optional(c).await)?;
+    let exists: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(&sql)
+        .bind(customer_id)
+        .fetch_optional(c)
+        .await)?;
     if exists.is_none() {
         return Ok(LinkOutcome::NoCustomer);
     }
@@ -65,7 +71,7 @@ pub(super) async fn link_in_tx(
             // The passcode is used up all the same; the history says so.
             let h = History {
                 customer_id,
-                action: "linked",
+                action: HistoryAction::Linked,
                 new_value: passcode,
                 line_user_id: Some(&line_user_id),
                 conversation_id: Some(conversation_id),
@@ -76,14 +82,17 @@ pub(super) async fn link_in_tx(
         }
         return Ok(LinkOutcome::Unchanged);
     }
-    exec_tx!(tx, c => sqlx::query(
-        "UPDATE conversations SET customer_id = $2, updated_at = $3 WHERE id = $1")
-        .bind(conversation_id).bind(customer_id).bind(now_ms))?;
+    exec_tx!(tx, |c| sqlx::query(
+        "UPDATE conversations SET customer_id = $2, updated_at = $3 WHERE id = $1"
+    )
+    .bind(conversation_id)
+    .bind(customer_id)
+    .bind(now_ms))?;
     if let Some(old) = previous {
         let h = History {
             customer_id: old,
             actor_id,
-            action: "unlinked",
+            action: HistoryAction::Unlinked,
             line_user_id: Some(&line_user_id),
             conversation_id: Some(conversation_id),
             via: Some(via),
@@ -94,7 +103,7 @@ pub(super) async fn link_in_tx(
     let h = History {
         customer_id,
         actor_id,
-        action: "linked",
+        action: HistoryAction::Linked,
         new_value: passcode,
         line_user_id: Some(&line_user_id),
         conversation_id: Some(conversation_id),
@@ -114,7 +123,7 @@ impl Store {
         if customer_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = on_db!(&self.db, p => {
+        let rows = on_db!(&self.db, |p| {
             let mut q = sqlx::QueryBuilder::new(
                 "SELECT customer_id, id AS conversation_id, line_user_id, display_name, status, last_message_at
                  FROM conversations WHERE customer_id IN (");
@@ -143,7 +152,7 @@ impl Store {
             conversation_id,
             customer_id,
             actor_id,
-            "agent",
+            LinkVia::Agent,
             None,
             now_ms,
         )
@@ -166,23 +175,27 @@ impl Store {
             "SELECT customer_id, line_user_id FROM conversations WHERE id = $1{}",
             for_update(&tx)
         );
-        let row: Option<(Option<i64>, String)> = on_tx!(&mut tx, c => sqlx::query_as(&sql)
-            .bind(conversation_id).fetch_optional(c).await)?;
+        let row: Option<(Option<i64>, String)> = on_tx!(&mut tx, |c| sqlx::query_as(&sql)
+            .bind(conversation_id)
+            .fetch_optional(c)
+            .await)?;
         let (customer_id, line_user_id) = match row {
             None => return Ok(UnlinkOutcome::NoConversation),
             Some((None, _)) => return Ok(UnlinkOutcome::NotLinked),
             Some((Some(c), u)) => (c, u),
         };
-        exec_tx!(&mut tx, c => sqlx::query(
-            "UPDATE conversations SET customer_id = NULL, updated_at = $2 WHERE id = $1")
-            .bind(conversation_id).bind(now_ms))?;
+        exec_tx!(&mut tx, |c| sqlx::query(
+            "UPDATE conversations SET customer_id = NULL, updated_at = $2 WHERE id = $1"
+        )
+        .bind(conversation_id)
+        .bind(now_ms))?;
         let h = History {
             customer_id,
             actor_id,
-            action: "unlinked",
+            action: HistoryAction::Unlinked,
             line_user_id: Some(&line_user_id),
             conversation_id: Some(conversation_id),
-            via: Some("agent"),
+            via: Some(LinkVia::Agent),
             ..Default::default()
         };
         write_history(&mut tx, h, now_ms).await?;

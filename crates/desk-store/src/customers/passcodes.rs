@@ -2,12 +2,13 @@
 //! with the per-user and desk-wide guessing limits.
 
 use desk_core::customer_code::format_code;
-use desk_core::passcode::{self, Passcode};
+use desk_core::passcode::{self, AttemptOutcome, Passcode};
+use desk_core::{HistoryAction, LinkVia};
 use serde_json::json;
 
 use super::history::{History, for_update, write_history};
 use super::links::{LinkOutcome, link_in_tx};
-use crate::{Change, Result, Store, StoreError, Tx, TxInner, exec_tx, on_db, on_tx, secrets};
+use crate::{Change, Result, Store, StoreError, Tx, TxInner, secrets};
 
 /// The customer's passcode that is neither used nor replaced (it may have expired).
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -22,8 +23,7 @@ pub struct ActivePasscode {
 pub struct Attempt {
     pub message_id: i64,
     pub code: String,
-    /// `linked` | `failed` | `throttled`.
-    pub outcome: &'static str,
+    pub outcome: AttemptOutcome,
     pub customer_id: Option<i64>,
     /// For `throttled`: the desk-wide guessing budget was exhausted (else the LINE user's
     /// own limit).
@@ -49,66 +49,81 @@ async fn check_one(
     sent_at: i64,
     now_ms: i64,
 ) -> Result<Attempt> {
-    let failures: Vec<i64> = on_tx!(tx, c => sqlx::query_scalar(
+    let failures: Vec<i64> = on_tx!(tx, |c| {
+        sqlx::query_scalar(
         "SELECT at FROM passcode_attempts WHERE conversation_id = $1 AND outcome = 'failed' AND at > $2")
-        .bind(conversation_id).bind(sent_at - passcode::THROTTLE_WINDOW_MS).fetch_all(c).await)?;
+        .bind(conversation_id).bind(sent_at - passcode::THROTTLE_WINDOW_MS).fetch_all(c).await
+    })?;
     let mut attempt = Attempt {
         message_id,
         code: code.to_string(),
-        outcome: "failed",
+        outcome: AttemptOutcome::Failed,
         customer_id: None,
         budget_exhausted: false,
     };
-    let desk_failures: i64 = on_tx!(tx, c => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM passcode_attempts WHERE outcome = 'failed' AND at > $1")
-        .bind(sent_at - passcode::THROTTLE_WINDOW_MS).fetch_one(c).await)?;
+    let desk_failures: i64 = on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM passcode_attempts WHERE outcome = 'failed' AND at > $1"
+    )
+    .bind(sent_at - passcode::THROTTLE_WINDOW_MS)
+    .fetch_one(c)
+    .await)?;
     if !passcode::attempt_allowed(&failures, sent_at) {
-        attempt.outcome = "throttled";
+        attempt.outcome = AttemptOutcome::Throttled;
     } else if !passcode::budget_allows(usize::try_from(desk_failures).unwrap_or(usize::MAX)) {
-        attempt.outcome = "throttled";
+        attempt.outcome = AttemptOutcome::Throttled;
         attempt.budget_exhausted = true;
-        exec_tx!(tx, c => sqlx::query(
+        exec_tx!(tx, |c| {
+            sqlx::query(
             "INSERT INTO counters (name, value, updated_at) VALUES ($1, 1, $2)
              ON CONFLICT (name) DO UPDATE SET value = counters.value + 1, updated_at = excluded.updated_at")
-            .bind(PASSCODE_BUDGET_REFUSED).bind(now_ms))?;
+            .bind(PASSCODE_BUDGET_REFUSED).bind(now_ms)
+        })?;
     } else {
         // Judged at the time the LINE user sent it: a passcode issued later does not count.
-        let candidates: Vec<(i64, i64, i64, i64)> = on_tx!(tx, c => sqlx::query_as(
+        let candidates: Vec<(i64, i64, i64, i64)> = on_tx!(tx, |c| sqlx::query_as(
             "SELECT id, customer_id, issued_at, valid_until FROM customer_passcodes
-             WHERE code_hash = $1 AND used_at IS NULL AND replaced_at IS NULL")
-            .bind(code_hash).fetch_all(c).await)?;
+             WHERE code_hash = $1 AND used_at IS NULL AND replaced_at IS NULL"
+        )
+        .bind(code_hash)
+        .fetch_all(c)
+        .await)?;
         let valid = candidates.into_iter().find(|(_, _, issued, until)| {
             passcode::is_valid(*issued, *until, false, false, sent_at)
         });
         if let Some((passcode_id, customer_id, _, _)) = valid {
-            let used = exec_tx!(tx, c => sqlx::query(
+            let used = exec_tx!(tx, |c| sqlx::query(
                 "UPDATE customer_passcodes SET used_at = $2, used_by_conversation_id = $3
-                 WHERE id = $1 AND used_at IS NULL AND replaced_at IS NULL")
-                .bind(passcode_id).bind(now_ms).bind(conversation_id))?;
+                 WHERE id = $1 AND used_at IS NULL AND replaced_at IS NULL"
+            )
+            .bind(passcode_id)
+            .bind(now_ms)
+            .bind(conversation_id))?;
             if used == 1 {
                 let out = link_in_tx(
                     tx,
                     conversation_id,
                     customer_id,
                     None,
-                    "passcode",
+                    LinkVia::Passcode,
                     Some(code.as_str()),
                     now_ms,
                 )
                 .await?;
                 if !matches!(out, LinkOutcome::NoConversation | LinkOutcome::NoCustomer) {
                     system_line(tx, conversation_id, customer_id, now_ms).await?;
-                    attempt.outcome = "linked";
+                    attempt.outcome = AttemptOutcome::Linked;
                     attempt.customer_id = Some(customer_id);
                 }
             }
         }
     }
-    exec_tx!(tx, c => sqlx::query(
+    exec_tx!(tx, |c| {
+        sqlx::query(
         "INSERT INTO passcode_attempts (message_id, conversation_id, code, outcome, customer_id, at, checked_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(message_id).bind(conversation_id).bind(code.as_str()).bind(attempt.outcome)
-        .bind(attempt.customer_id).bind(sent_at).bind(now_ms))?;
+        .bind(message_id).bind(conversation_id).bind(code.as_str()).bind(attempt.outcome.as_str())
+        .bind(attempt.customer_id).bind(sent_at).bind(now_ms)
+    })?;
     Ok(attempt)
 }
 
@@ -122,15 +137,19 @@ async fn queue_confirmation(
     now_ms: i64,
 ) -> Result<()> {
     let payload = json!({"event": "passcode_confirmation"}).to_string();
-    let id: i64 = on_tx!(tx, t => sqlx::query_scalar(
+    let id: i64 = on_tx!(tx, |t| {
+        sqlx::query_scalar(
         "INSERT INTO messages (conversation_id, direction, type, text, payload, media_state, delivery, created_at)
          VALUES ($1, 'out', 'text', $2, $3, 'none', 'unsent', $4) RETURNING id")
-        .bind(conversation_id).bind(c.text).bind(&payload).bind(now_ms).fetch_one(t).await)?;
+        .bind(conversation_id).bind(c.text).bind(&payload).bind(now_ms).fetch_one(t).await
+    })?;
     let reply_to = c.ride_reply_token.then_some(passcode_message_id);
-    exec_tx!(tx, t => sqlx::query(
+    exec_tx!(tx, |t| {
+        sqlx::query(
         "INSERT INTO outbox (message_id, conversation_id, state, retry_key, next_attempt_at, created_at, reply_to)
          VALUES ($1, $2, 'queued', $3, $4, $4, $5)")
-        .bind(id).bind(conversation_id).bind(c.retry_key).bind(now_ms).bind(reply_to))?;
+        .bind(id).bind(conversation_id).bind(c.retry_key).bind(now_ms).bind(reply_to)
+    })?;
     tx.announce([Change::Message {
         conversation_id,
         id,
@@ -146,8 +165,12 @@ async fn system_line(
     customer_id: i64,
     now_ms: i64,
 ) -> Result<()> {
-    let name: String = on_tx!(tx, c => sqlx::query_scalar("SELECT name FROM customers WHERE id = $1")
-        .bind(customer_id).fetch_one(c).await)?;
+    let name: String = on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT name FROM customers WHERE id = $1"
+    )
+    .bind(customer_id)
+    .fetch_one(c)
+    .await)?;
     let code = format_code(customer_id);
     let text = format!("{code} {name} と関連付けました");
     let payload = json!({
@@ -158,10 +181,12 @@ async fn system_line(
         "customer_name": name,
     })
     .to_string();
-    let id: i64 = on_tx!(tx, c => sqlx::query_scalar(
+    let id: i64 = on_tx!(tx, |c| {
+        sqlx::query_scalar(
         "INSERT INTO messages (conversation_id, direction, type, text, payload, media_state, delivery, created_at)
          VALUES ($1, 'system', 'text', $2, $3, 'none', 'received', $4) RETURNING id")
-        .bind(conversation_id).bind(&text).bind(&payload).bind(now_ms).fetch_one(c).await)?;
+        .bind(conversation_id).bind(&text).bind(&payload).bind(now_ms).fetch_one(c).await
+    })?;
     tx.announce([Change::Message {
         conversation_id,
         id,
@@ -172,18 +197,23 @@ async fn system_line(
 impl Store {
     /// Wrong passcodes sent since `since_ms` on the whole desk (the guessing budget's count).
     pub async fn passcode_failures_since(&self, since_ms: i64) -> Result<i64> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM passcode_attempts WHERE outcome = 'failed' AND at > $1")
-            .bind(since_ms).fetch_one(p).await)?)
+        Ok(on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM passcode_attempts WHERE outcome = 'failed' AND at > $1"
+        )
+        .bind(since_ms)
+        .fetch_one(p)
+        .await)?)
     }
 
     /// The customer's passcode that is neither used nor replaced (it may have expired).
     /// The code is stored encrypted (secrets.rs) and decrypted here, for agents to read out.
     pub async fn active_passcode(&self, customer_id: i64) -> Result<Option<ActivePasscode>> {
-        let row: Option<ActivePasscode> = on_db!(&self.db, p => sqlx::query_as::<_, ActivePasscode>(
+        let row: Option<ActivePasscode> = on_db!(&self.db, |p| {
+            sqlx::query_as::<_, ActivePasscode>(
             "SELECT COALESCE(code_enc, code) AS code, issued_at, valid_until FROM customer_passcodes
              WHERE customer_id = $1 AND used_at IS NULL AND replaced_at IS NULL")
-            .bind(customer_id).fetch_optional(p).await)?;
+            .bind(customer_id).fetch_optional(p).await
+        })?;
         row.map(|mut a| {
             a.code = self
                 .secrets()?
@@ -208,15 +238,19 @@ impl Store {
         let secrets = self.secrets()?;
         let mut tx = self.begin().await?;
         let sql = format!("SELECT id FROM customers WHERE id = $1{}", for_update(&tx));
-        let found: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(&sql)
-            .bind(customer_id).fetch_optional(c).await)?;
+        let found: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(&sql)
+            .bind(customer_id)
+            .fetch_optional(c)
+            .await)?;
         if found.is_none() {
             return Err(StoreError::NotFound);
         }
-        exec_tx!(&mut tx, c => sqlx::query(
+        exec_tx!(&mut tx, |c| sqlx::query(
             "UPDATE customer_passcodes SET replaced_at = $2
-             WHERE customer_id = $1 AND used_at IS NULL AND replaced_at IS NULL")
-            .bind(customer_id).bind(now_ms))?;
+             WHERE customer_id = $1 AND used_at IS NULL AND replaced_at IS NULL"
+        )
+        .bind(customer_id)
+        .bind(now_ms))?;
         let mut issued = None;
         // A code held by another customer's valid passcode is drawn again (at most a few
         // thousand of the million codes are ever active at once). Codes are found by their
@@ -225,18 +259,26 @@ impl Store {
             let code = passcode::generate(rand::thread_rng().gen_range(0..passcode::CODE_SPACE));
             let hash = secrets.passcode_hash(code.as_str());
             // An expired passcode still holding this code gives it up.
-            exec_tx!(&mut tx, c => sqlx::query(
+            exec_tx!(&mut tx, |c| {
+                sqlx::query(
                 "UPDATE customer_passcodes SET replaced_at = $2
                  WHERE code_hash = $1 AND used_at IS NULL AND replaced_at IS NULL AND valid_until <= $2")
-                .bind(&hash).bind(now_ms))?;
-            let inserted: Option<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
+                .bind(&hash).bind(now_ms)
+            })?;
+            let inserted: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
                 "INSERT INTO customer_passcodes
                      (customer_id, code, code_hash, code_enc, issued_at, valid_until, issued_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id")
-                .bind(customer_id).bind(secrets::MASKED_CODE).bind(&hash)
-                .bind(secrets.seal(secrets::PASSCODE_PURPOSE, code.as_str()))
-                .bind(now_ms).bind(valid_until_ms).bind(actor_id)
-                .fetch_optional(c).await)?;
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id"
+            )
+            .bind(customer_id)
+            .bind(secrets::MASKED_CODE)
+            .bind(&hash)
+            .bind(secrets.seal(secrets::PASSCODE_PURPOSE, code.as_str()))
+            .bind(now_ms)
+            .bind(valid_until_ms)
+            .bind(actor_id)
+            .fetch_optional(c)
+            .await)?;
             if inserted.is_some() {
                 issued = Some(code);
                 break;
@@ -250,7 +292,7 @@ impl Store {
         let h = History {
             customer_id,
             actor_id,
-            action: "passcode_issued",
+            action: HistoryAction::PasscodeIssued,
             valid_until: Some(valid_until_ms),
             ..Default::default()
         };
@@ -284,9 +326,12 @@ impl Store {
                 .execute(&mut **t)
                 .await?;
         }
-        let target: Option<(i64, i64)> = on_tx!(&mut tx, c => sqlx::query_as(
-            "SELECT conversation_id, created_at FROM messages WHERE id = $1")
-            .bind(message_id).fetch_optional(c).await)?;
+        let target: Option<(i64, i64)> = on_tx!(&mut tx, |c| sqlx::query_as(
+            "SELECT conversation_id, created_at FROM messages WHERE id = $1"
+        )
+        .bind(message_id)
+        .fetch_optional(c)
+        .await)?;
         let Some((conversation_id, target_at)) = target else {
             return Ok(Vec::new());
         };
@@ -295,15 +340,23 @@ impl Store {
             "SELECT id FROM conversations WHERE id = $1{}",
             for_update(&tx)
         );
-        on_tx!(&mut tx, c => sqlx::query_scalar::<_, i64>(&sql).bind(conversation_id).fetch_optional(c).await)?;
-        let pending: Vec<(i64, Option<String>, i64)> = on_tx!(&mut tx, c => sqlx::query_as(
+        on_tx!(&mut tx, |c| sqlx::query_scalar::<_, i64>(&sql)
+            .bind(conversation_id)
+            .fetch_optional(c)
+            .await)?;
+        let pending: Vec<(i64, Option<String>, i64)> = on_tx!(&mut tx, |c| sqlx::query_as(
             "SELECT m.id, m.text, m.created_at FROM messages m
              WHERE m.conversation_id = $1 AND m.direction = 'in'
                AND (m.created_at < $2 OR (m.created_at = $2 AND m.id <= $3))
                AND EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'passcode' AND j.target_id = m.id)
                AND NOT EXISTS (SELECT 1 FROM passcode_attempts a WHERE a.message_id = m.id)
-             ORDER BY m.created_at, m.id")
-            .bind(conversation_id).bind(target_at).bind(message_id).fetch_all(c).await)?;
+             ORDER BY m.created_at, m.id"
+        )
+        .bind(conversation_id)
+        .bind(target_at)
+        .bind(message_id)
+        .fetch_all(c)
+        .await)?;
         let mut attempts = Vec::new();
         for (id, text, sent_at) in pending {
             let Some(code) = text.as_deref().and_then(passcode::parse_candidate) else {
@@ -312,7 +365,7 @@ impl Store {
             let hash = secrets.passcode_hash(code.as_str());
             let attempt =
                 check_one(&mut tx, conversation_id, id, &code, &hash, sent_at, now_ms).await?;
-            if attempt.outcome == "linked"
+            if attempt.outcome == AttemptOutcome::Linked
                 && let Some(c) = &confirmation
             {
                 queue_confirmation(&mut tx, conversation_id, id, c, now_ms).await?;

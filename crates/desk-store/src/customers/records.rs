@@ -2,10 +2,11 @@
 
 use desk_core::customer_code::format_code;
 use desk_core::normalize::name_key;
+use desk_core::{HistoryAction, LinkVia};
 
 use super::history::{History, for_update, tags_json, tags_text, write_history};
 use crate::sql::escape_like;
-use crate::{Change, Result, Store, StoreError, exec_tx, on_db, on_tx};
+use crate::{Change, Result, Store, StoreError};
 
 /// A customer as stored (`tags` is a JSON array of strings).
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -100,13 +101,15 @@ impl Store {
         now_ms: i64,
     ) -> Result<i64> {
         let mut tx = self.begin().await?;
-        let id: i64 = on_tx!(&mut tx, c => sqlx::query_scalar(
+        let id: i64 = on_tx!(&mut tx, |c| {
+            sqlx::query_scalar(
             "INSERT INTO customers (name, name_key, phone, phone_digits, email, notes, tags, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id")
             .bind(&f.name).bind(name_key(&f.name)).bind(&f.phone)
             .bind(desk_core::customer_code::normalize_phone_digits(&f.phone))
             .bind(&f.email).bind(&f.notes).bind(tags_json(&f.tags)).bind(now_ms)
-            .fetch_one(c).await)?;
+            .fetch_one(c).await
+        })?;
         let tags = tags_text(&f.tags);
         for (field, value) in [
             ("name", f.name.as_str()),
@@ -119,7 +122,7 @@ impl Store {
                 let h = History {
                     customer_id: id,
                     actor_id,
-                    action: "created",
+                    action: HistoryAction::Created,
                     field: Some(field),
                     new_value: Some(value),
                     ..Default::default()
@@ -133,29 +136,39 @@ impl Store {
 
     pub async fn customer(&self, id: i64) -> Result<Option<CustomerRow>> {
         let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
-        Ok(
-            on_db!(&self.db, p => sqlx::query_as::<_, CustomerRow>(&sql).bind(id).fetch_optional(p).await)?,
+        Ok(on_db!(&self.db, |p| sqlx::query_as::<_, CustomerRow>(
+            &sql
         )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
     }
 
     /// One page of the customer search, newest first.
     pub async fn list_customers(&self, f: &CustomerFilter) -> Result<Vec<CustomerRow>> {
-        let mut rows = on_db!(&self.db, p => {
-            let mut q = sqlx::QueryBuilder::new(format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE 1=1"));
+        let mut rows = on_db!(&self.db, |p| {
+            let mut q = sqlx::QueryBuilder::new(format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE 1=1"
+            ));
             push_conditions(&mut q, f);
             if let Some(before) = f.before_id {
                 q.push(" AND id < ").push_bind(before);
             }
             if let Some(after) = f.after_id {
                 q.push(" AND id > ").push_bind(after);
-                q.push(" ORDER BY id ASC LIMIT ").push_bind(f.limit.clamp(1, 500));
+                q.push(" ORDER BY id ASC LIMIT ")
+                    .push_bind(f.limit.clamp(1, 500));
             } else {
-                q.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit.clamp(1, 500));
+                q.push(" ORDER BY id DESC LIMIT ")
+                    .push_bind(f.limit.clamp(1, 500));
             }
             // Planned with its pattern every time: a cached generic plan cannot use
             // PostgreSQL's trigram indexes (docs/benchmarks.md).
             let part_of = f.name.is_some() || f.phone_digits.is_some();
-            q.build_query_as::<CustomerRow>().persistent(!part_of).fetch_all(p).await
+            q.build_query_as::<CustomerRow>()
+                .persistent(!part_of)
+                .fetch_all(p)
+                .await
         })?;
         if f.after_id.is_some() {
             rows.reverse();
@@ -171,12 +184,16 @@ impl Store {
         f: &CustomerFilter,
         newer_than: Option<i64>,
     ) -> Result<(i64, i64)> {
-        let (total, before): (i64, i64) = on_db!(&self.db, p => {
+        let (total, before): (i64, i64) = on_db!(&self.db, |p| {
             let mut q = sqlx::QueryBuilder::new("SELECT COUNT(*), COUNT(CASE WHEN id > ");
-            q.push_bind(newer_than.unwrap_or(i64::MAX)).push(" THEN 1 END) FROM customers WHERE 1=1");
+            q.push_bind(newer_than.unwrap_or(i64::MAX))
+                .push(" THEN 1 END) FROM customers WHERE 1=1");
             push_conditions(&mut q, f);
             let part_of = f.name.is_some() || f.phone_digits.is_some();
-            q.build_query_as::<(i64, i64)>().persistent(!part_of).fetch_one(p).await
+            q.build_query_as::<(i64, i64)>()
+                .persistent(!part_of)
+                .fetch_one(p)
+                .await
         })?;
         Ok((total, before))
     }
@@ -195,7 +212,10 @@ impl Store {
             "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1{}",
             for_update(&tx)
         );
-        let Some(old) = on_tx!(&mut tx, c => sqlx::query_as::<_, CustomerRow>(&sql).bind(id).fetch_optional(c).await)?
+        let Some(old) = on_tx!(&mut tx, |c| sqlx::query_as::<_, CustomerRow>(&sql)
+            .bind(id)
+            .fetch_optional(c)
+            .await)?
         else {
             return Err(StoreError::NotFound);
         };
@@ -231,19 +251,21 @@ impl Store {
             Some(t) => tags_json(t),
             None => old.tags.clone(),
         };
-        exec_tx!(&mut tx, c => sqlx::query(
+        exec_tx!(&mut tx, |c| {
+            sqlx::query(
             "UPDATE customers SET name = $2, name_key = $3, phone = $4, phone_digits = $5, email = $6,
                     notes = $7, tags = $8, updated_at = $9 WHERE id = $1")
             .bind(id).bind(name).bind(name_key(name)).bind(phone)
             .bind(desk_core::customer_code::normalize_phone_digits(phone))
             .bind(patch.email.as_deref().unwrap_or(&old.email))
             .bind(patch.notes.as_deref().unwrap_or(&old.notes))
-            .bind(&tags).bind(now_ms))?;
+            .bind(&tags).bind(now_ms)
+        })?;
         for (field, before, after) in &changed {
             let h = History {
                 customer_id: id,
                 actor_id,
-                action: "updated",
+                action: HistoryAction::Updated,
                 field: Some(field),
                 old_value: Some(before),
                 new_value: Some(after),
@@ -256,9 +278,12 @@ impl Store {
             .iter()
             .any(|(f, _, _)| matches!(*f, "name" | "phone"))
         {
-            let chats: Vec<i64> = on_tx!(&mut tx, c => sqlx::query_scalar(
-                "SELECT id FROM conversations WHERE customer_id = $1")
-                .bind(id).fetch_all(c).await)?;
+            let chats: Vec<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(
+                "SELECT id FROM conversations WHERE customer_id = $1"
+            )
+            .bind(id)
+            .fetch_all(c)
+            .await)?;
             tx.announce(chats.into_iter().map(|id| Change::Conversation { id }));
         }
         tx.commit().await?;
@@ -274,22 +299,27 @@ impl Store {
             "SELECT name FROM customers WHERE id = $1{}",
             for_update(&tx)
         );
-        let Some(name) = on_tx!(&mut tx, c => sqlx::query_scalar::<_, String>(&sql).bind(id).fetch_optional(c).await)?
+        let Some(name) = on_tx!(&mut tx, |c| sqlx::query_scalar::<_, String>(&sql)
+            .bind(id)
+            .fetch_optional(c)
+            .await)?
         else {
             return Err(StoreError::NotFound);
         };
-        let chats: Vec<(i64, String)> = on_tx!(&mut tx, c => sqlx::query_as(
+        let chats: Vec<(i64, String)> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(
             "UPDATE conversations SET customer_id = NULL, updated_at = $2 WHERE customer_id = $1
              RETURNING id, line_user_id")
-            .bind(id).bind(now_ms).fetch_all(c).await)?;
+            .bind(id).bind(now_ms).fetch_all(c).await
+        })?;
         for (conversation_id, line_user_id) in &chats {
             let h = History {
                 customer_id: id,
                 actor_id,
-                action: "unlinked",
+                action: HistoryAction::Unlinked,
                 line_user_id: Some(line_user_id),
                 conversation_id: Some(*conversation_id),
-                via: Some("deleted"),
+                via: Some(LinkVia::Deleted),
                 ..Default::default()
             };
             write_history(&mut tx, h, now_ms).await?;
@@ -297,13 +327,16 @@ impl Store {
         let h = History {
             customer_id: id,
             actor_id,
-            action: "deleted",
+            action: HistoryAction::Deleted,
             field: Some("name"),
             old_value: Some(&name),
             ..Default::default()
         };
         write_history(&mut tx, h, now_ms).await?;
-        exec_tx!(&mut tx, c => sqlx::query("DELETE FROM customers WHERE id = $1").bind(id))?;
+        exec_tx!(&mut tx, |c| sqlx::query(
+            "DELETE FROM customers WHERE id = $1"
+        )
+        .bind(id))?;
         tx.announce(chats.iter().map(|(id, _)| Change::Conversation { id: *id }));
         tx.commit().await?;
         Ok(())

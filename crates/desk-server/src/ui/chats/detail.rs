@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use chrono::{Duration, NaiveDate};
-use desk_core::Direction;
+use desk_core::{Direction, MessageKind};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -242,9 +242,9 @@ pub(super) async fn notice(
         _ => return Err(PageError::NotFound("common.error.not_found")),
     };
     let (name, _) = display_name(&c);
-    let body = match (m.kind.as_str(), m.text.as_deref()) {
-        ("text", Some(t)) => t.chars().take(140).collect(),
-        (kind, _) => format!("[{}]", ctx.t(&MsgView::kind_key(kind))),
+    let body = match (m.kind, m.text.as_deref()) {
+        (MessageKind::Text, Some(t)) => t.chars().take(140).collect(),
+        (kind, _) => format!("[{}]", ctx.t(&MsgView::kind_key(kind.as_str()))),
     };
     let v = json!({
         "incoming": m.direction == Direction::In,

@@ -1,7 +1,7 @@
 //! One message as the history shows it: its body (text, image, sticker, other kinds), its
 //! times, and its delivery (sent, waiting and why, failed and why, taken back).
 
-use desk_core::{Delivery, Direction};
+use desk_core::{Delivery, Direction, MediaState, MessageKind};
 use desk_store::messages::MessageRow;
 use serde_json::Value;
 
@@ -114,21 +114,21 @@ impl MsgView {
             _ => String::new(),
         };
         let media_url = m.media_key.as_ref().map(|k| format!("/api/v1/media/{k}"));
-        let media = |make: fn(String) -> Body| match (&media_url, m.media_state.as_str()) {
+        let media = |make: fn(String) -> Body| match (&media_url, m.media_state) {
             (Some(url), _) => make(url.clone()),
-            (None, "failed") => Body::MediaFailed {
-                kind: m.kind.clone(),
+            (None, MediaState::Failed) => Body::MediaFailed {
+                kind: m.kind.to_string(),
             },
             (None, _) => Body::Pending {
-                kind: m.kind.clone(),
+                kind: m.kind.to_string(),
             },
         };
-        let body = match m.kind.as_str() {
-            "text" => Body::Text(m.text.clone().unwrap_or_default()),
-            "image" => media(|url| Body::Image { url }),
-            "video" => media(|url| Body::Video { url }),
-            "audio" => media(|url| Body::Audio { url }),
-            "sticker" => {
+        let body = match m.kind {
+            MessageKind::Text => Body::Text(m.text.clone().unwrap_or_default()),
+            MessageKind::Image => media(|url| Body::Image { url }),
+            MessageKind::Video => media(|url| Body::Video { url }),
+            MessageKind::Audio => media(|url| Body::Audio { url }),
+            MessageKind::Sticker => {
                 let words = s("text");
                 let label = if words.is_empty() {
                     ctx.t("chats.msg.sticker").to_owned()
@@ -138,11 +138,11 @@ impl MsgView {
                 match sticker_image_url(&s("sticker_id")) {
                     Some(url) => Body::Sticker { url, label },
                     None => Body::Other {
-                        kind: m.kind.clone(),
+                        kind: m.kind.to_string(),
                     },
                 }
             }
-            "location" => {
+            MessageKind::Location => {
                 let (lat, lon) = (s("latitude"), s("longitude"));
                 Body::Location {
                     title: s("title"),
@@ -153,14 +153,14 @@ impl MsgView {
                     coords: format!("{lat}, {lon}"),
                 }
             }
-            "file" => {
+            MessageKind::File => {
                 let size = details["file_size"]
                     .as_i64()
                     .map(human_size)
                     .unwrap_or_default();
-                match (&media_url, m.media_state.as_str()) {
-                    (None, "pending") => Body::Pending {
-                        kind: m.kind.clone(),
+                match (&media_url, m.media_state) {
+                    (None, MediaState::Pending) => Body::Pending {
+                        kind: m.kind.to_string(),
                     },
                     (url, _) => Body::File {
                         name: s("file_name"),
@@ -169,10 +169,10 @@ impl MsgView {
                     },
                 }
             }
-            _ => {
+            MessageKind::Other => {
                 let t = s("message_type");
                 Body::Other {
-                    kind: if t.is_empty() { m.kind.clone() } else { t },
+                    kind: if t.is_empty() { m.kind.to_string() } else { t },
                 }
             }
         };

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use chrono::DateTime;
 use chrono_tz::Tz;
+use desk_core::{HistoryAction, LinkVia};
 use desk_store::StoreError;
 use desk_store::customers::{CustomerPatch, HistoryRow};
 use serde::Deserialize;
@@ -51,19 +52,24 @@ pub(super) struct HistoryLine {
 
 impl HistoryLine {
     fn new(h: HistoryRow, ctx: &PageCtx, tz: Tz) -> HistoryLine {
-        let who = match (&h.actor_name, h.via.as_deref()) {
+        let via = h.via();
+        let who = match (&h.actor_name, via) {
             (Some(name), _) => name.clone(),
-            (None, Some("passcode")) => ctx.t("customers.history.by_line").to_owned(),
+            (None, Some(LinkVia::Passcode)) => ctx.t("customers.history.by_line").to_owned(),
             (None, _) => ctx.t("customers.history.system").to_owned(),
         };
-        let note = match (h.action.as_str(), h.via.as_deref()) {
-            ("linked", Some("passcode")) => ctx.tf(
+        let note = match (h.action, via) {
+            (HistoryAction::Linked, Some(LinkVia::Passcode)) => ctx.tf(
                 "customers.history.via_passcode",
                 [("code", h.new_value.as_deref().unwrap_or_default())],
             ),
-            ("unlinked", Some("deleted")) => ctx.t("customers.history.via_deleted").to_owned(),
-            ("unlinked", Some("passcode")) => ctx.t("customers.history.via_other").to_owned(),
-            ("passcode_issued", _) => h
+            (HistoryAction::Unlinked, Some(LinkVia::Deleted)) => {
+                ctx.t("customers.history.via_deleted").to_owned()
+            }
+            (HistoryAction::Unlinked, Some(LinkVia::Passcode)) => {
+                ctx.t("customers.history.via_other").to_owned()
+            }
+            (HistoryAction::PasscodeIssued, _) => h
                 .valid_until
                 .map(|t| {
                     ctx.tf(
@@ -74,9 +80,9 @@ impl HistoryLine {
                 .unwrap_or_default(),
             _ => String::new(),
         };
-        let (old, new) = match h.action.as_str() {
+        let (old, new) = match h.action {
             // The passcode is the note of a link, not a value.
-            "linked" | "unlinked" => (String::new(), String::new()),
+            HistoryAction::Linked | HistoryAction::Unlinked => (String::new(), String::new()),
             _ => (
                 h.old_value.unwrap_or_default(),
                 h.new_value.unwrap_or_default(),
