@@ -31,7 +31,7 @@ pub(super) struct ChatLine {
 
 impl ChatLine {
     fn status_key(&self) -> String {
-        format!("common.status.{}", self.status)
+        format!("common-status-{}", self.status)
     }
 }
 
@@ -53,21 +53,21 @@ impl HistoryLine {
     fn new(h: HistoryRow, ctx: &PageCtx, tz: Tz) -> HistoryLine {
         let who = match (&h.actor_name, h.via.as_deref()) {
             (Some(name), _) => name.clone(),
-            (None, Some("passcode")) => ctx.t("customers.history.by_line").to_owned(),
-            (None, _) => ctx.t("customers.history.system").to_owned(),
+            (None, Some("passcode")) => ctx.t("customers-history-by_line").to_owned(),
+            (None, _) => ctx.t("customers-history-system").to_owned(),
         };
         let note = match (h.action.as_str(), h.via.as_deref()) {
             ("linked", Some("passcode")) => ctx.tf(
-                "customers.history.via_passcode",
+                "customers-history-via_passcode",
                 [("code", h.new_value.as_deref().unwrap_or_default())],
             ),
-            ("unlinked", Some("deleted")) => ctx.t("customers.history.via_deleted").to_owned(),
-            ("unlinked", Some("passcode")) => ctx.t("customers.history.via_other").to_owned(),
+            ("unlinked", Some("deleted")) => ctx.t("customers-history-via_deleted").to_owned(),
+            ("unlinked", Some("passcode")) => ctx.t("customers-history-via_other").to_owned(),
             ("passcode_issued", _) => h
                 .valid_until
                 .map(|t| {
                     ctx.tf(
-                        "customers.history.valid_until",
+                        "customers-history-valid_until",
                         [("at", short(t, tz).as_str())],
                     )
                 })
@@ -85,11 +85,11 @@ impl HistoryLine {
         HistoryLine {
             at: short(h.at, tz),
             who,
-            action_key: format!("customers.action.{}", h.action),
+            action_key: format!("customers-action-{}", h.action),
             field_key: h
                 .field
                 .filter(|f| desk_store::customers::FIELDS.contains(&f.as_str()))
-                .map(|f| format!("customers.field.{f}"))
+                .map(|f| format!("customers-field-{f}"))
                 .unwrap_or_default(),
             old,
             new,
@@ -136,7 +136,7 @@ pub(super) async fn detail(
     page: &PageUser,
     id: i64,
 ) -> Result<DetailPage, PageError> {
-    let ctx = page.ctx_t("customers.detail.title");
+    let ctx = page.ctx_t("customers-detail-title");
     let c = st.store.customer(id).await?.ok_or(NOT_FOUND)?;
     let tz = st.config.time_zone;
     let now = st.now_ms();
@@ -148,9 +148,9 @@ pub(super) async fn detail(
         "{} {} - {}",
         c.code(),
         c.name,
-        ctx.t("customers.detail.title")
+        ctx.t("customers-detail-title")
     );
-    let heading = ctx.tf("customers.detail.heading", [("code", c.code().as_str())]);
+    let heading = ctx.tf("customers-detail-heading", [("code", c.code().as_str())]);
     let valid_until_value = match &passcode {
         Some(p) if p.valid_until > now => local_input(p.valid_until, tz),
         _ => local_input(now + desk_core::passcode::DEFAULT_VALIDITY_MS, tz),
@@ -211,13 +211,13 @@ pub(super) async fn detail_page(
         "created" => {
             d.ok_text = Some(
                 d.ctx
-                    .tf("customers.msg.created", [("code", d.code.as_str())]),
+                    .tf("customers-msg-created", [("code", d.code.as_str())]),
             );
         }
-        "saved" => d.ok = Some("customers.msg.saved"),
-        "unchanged" => d.ok = Some("customers.msg.unchanged"),
-        "passcode" => d.ok = Some("customers.msg.passcode"),
-        "unlinked" => d.ok = Some("customers.msg.unlinked"),
+        "saved" => d.ok = Some("customers-msg-saved"),
+        "unchanged" => d.ok = Some("customers-msg-unchanged"),
+        "passcode" => d.ok = Some("customers-msg-passcode"),
+        "unlinked" => d.ok = Some("customers-msg-unlinked"),
         _ => {}
     }
     Ok(render(&d))
@@ -228,7 +228,7 @@ pub(super) fn back(id: i64, msg: &str) -> PageResult {
 }
 
 /// The customer is gone (deleted meanwhile, or a wrong link).
-pub(super) const NOT_FOUND: PageError = PageError::NotFound("customers.error.not_found");
+pub(super) const NOT_FOUND: PageError = PageError::NotFound("customers-error-not_found");
 
 /// The store's "no such customer" as the customer 404 page.
 pub(super) fn missing(e: StoreError) -> PageError {
