@@ -127,10 +127,10 @@ impl Strings {
             let lines: Vec<String> = errors
                 .iter()
                 .map(|e| {
-                    let line = source[..e.pos.start.min(source.len())]
-                        .lines()
-                        .count()
-                        .max(1);
+                    // The broken entry's first line (where the parser gave up may be past it).
+                    let at = e.slice.as_ref().map_or(e.pos.start, |s| s.start);
+                    let before = &source[..at.min(source.len())];
+                    let line = before.matches('\n').count() + 1;
                     format!("line {line}: {:?}", e.kind)
                 })
                 .collect();
