@@ -78,7 +78,7 @@ impl Delivery {
 
 /// Why a message failed, may not have reached the customer, or still waits. Stored as JSON in
 /// `messages.delivery_error` (failed, uncertain) and `outbox.last_error` (waiting); shown to
-/// agents from the locale files (`delivery.problem.<code>`), with `line_message` quoted and
+/// agents from the locale files (`delivery-problem-<code>`), with `line_message` quoted and
 /// labelled as LINE's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {

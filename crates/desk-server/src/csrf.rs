@@ -174,13 +174,13 @@ fn accept_locale(headers: &HeaderMap) -> Locale {
 
 fn reject(headers: &HeaderMap, locale: Locale, why: &str) -> Response {
     if is_form(headers) && !headers.contains_key(crate::page::FRAGMENT_HEADER) {
-        let ctx = PageCtx::anonymous(locale, I18n::t(locale, "common.error.title"));
-        error_page(StatusCode::FORBIDDEN, ctx, "common.error.csrf")
+        let ctx = PageCtx::anonymous(locale, I18n::t(locale, "common-error-title"));
+        error_page(StatusCode::FORBIDDEN, ctx, "common-error-csrf")
     } else {
         ApiError::new(
             StatusCode::FORBIDDEN,
             "csrf",
-            format!("{why}: {}", I18n::t(Locale::En, "common.error.csrf")),
+            format!("{why}: {}", I18n::t(Locale::En, "common-error-csrf")),
         )
         .into_response()
     }

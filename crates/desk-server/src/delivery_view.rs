@@ -1,8 +1,8 @@
 //! What the desk says about an agent message's delivery — why it still waits (未送信), why it
 //! failed — shared by the JSON API and the chat screen (neither imports the other).
 //!
-//! The reasons are codes; people see them worded by the locale files (`chats.wait.<code>`,
-//! `delivery.problem.<code>`), and LINE's own words only quoted, labelled as LINE's.
+//! The reasons are codes; people see them worded by the locale files (`chats-wait-<code>`,
+//! `delivery-problem-<code>`), and LINE's own words only quoted, labelled as LINE's.
 
 use desk_core::delivery::{Problem, ProblemCode};
 use desk_core::{ConversationState, Delivery, Mode};
@@ -105,7 +105,7 @@ pub fn problem_text(p: &Problem, locale: Locale) -> String {
     let status = p.status.map(|s| s.to_string()).unwrap_or_default();
     I18n::tf(
         locale,
-        &format!("delivery.problem.{}", p.code.as_str()),
+        &format!("delivery-problem-{}", p.code.as_str()),
         &[("status", status.as_str())],
     )
 }
@@ -118,7 +118,7 @@ pub fn problem_english(p: &Problem, uncertain: bool) -> String {
     if uncertain {
         text = format!(
             "{} {text}",
-            I18n::t(Locale::En, "chats.delivery.uncertain_title")
+            I18n::t(Locale::En, "chats-delivery-uncertain_title")
         );
     }
     match &p.line_message {
@@ -136,7 +136,7 @@ mod tests {
         for code in ProblemCode::ALL {
             for locale in Locale::ALL {
                 let text = problem_text(&Problem::new(code), locale);
-                assert!(!text.starts_with("delivery."), "{locale} {code:?}: {text}");
+                assert!(!text.starts_with("delivery-"), "{locale} {code:?}: {text}");
             }
         }
         let reasons = [
@@ -152,7 +152,7 @@ mod tests {
         ];
         for r in reasons {
             for locale in Locale::ALL {
-                let key = format!("chats.wait.{}", r.code());
+                let key = format!("chats-wait-{}", r.code());
                 assert_ne!(I18n::t(locale, &key), key, "{locale}");
             }
         }

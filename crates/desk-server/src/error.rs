@@ -2,7 +2,7 @@
 //! status (docs/interface.md). Internal details go to the log, not to the client.
 //!
 //! An error an agent may see also carries `key` (a locale key) and `args` (its placeholders):
-//! `message` is the English text of that key (`locales/en.yml`), and the UI shows the key in
+//! `message` is the English text of that key (`locales/en.ftl`), and the UI shows the key in
 //! the agent's language — so no English sentence reaches a Japanese agent (issue 10).
 
 use axum::Json;

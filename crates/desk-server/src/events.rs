@@ -110,6 +110,7 @@ async fn events(
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.reset();
     let live = Live {
+        _counted: st.metrics.sse_client(),
         rx,
         notifier,
         st,
@@ -127,6 +128,8 @@ async fn events(
 
 /// The live part of one stream.
 struct Live {
+    /// On `linedesk_sse_clients` while the stream lives (dropped with it when the client goes).
+    _counted: crate::metrics::SseClient,
     rx: tokio::sync::broadcast::Receiver<Numbered>,
     notifier: Notifier,
     st: AppState,

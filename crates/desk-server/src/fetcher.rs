@@ -53,9 +53,7 @@ pub async fn run_once(st: &AppState) -> anyhow::Result<usize> {
     if !profiles.is_empty() {
         match st.store.finish_profiles(&profiles, st.now_ms()).await {
             Ok(()) => {
-                st.metrics
-                    .fetch_ok
-                    .fetch_add(profiles.len() as u64, Relaxed);
+                st.metrics.fetch_ok.increment(profiles.len() as u64);
             }
             // The jobs stay claimed and come due again when their lease ends.
             Err(e) => tracing::error!(%e, "could not record fetched profiles"),
@@ -84,11 +82,11 @@ async fn run_job(st: &AppState, job: Job) -> Option<desk_store::jobs::ProfileRes
     let result = match outcome {
         Ok(Outcome::Profile(p)) => return Some(p),
         Ok(Outcome::Done) => {
-            st.metrics.fetch_ok.fetch_add(1, Relaxed);
+            st.metrics.fetch_ok.increment(1);
             st.store.finish_job(job.id).await
         }
         Ok(Outcome::Retry(why)) | Err(why) => {
-            st.metrics.fetch_failures.fetch_add(1, Relaxed);
+            st.metrics.fetch_failures.increment(1);
             let backoff = (1000i64 << job.attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
             tracing::warn!(kind = %job.kind, target = job.target_id, attempts = job.attempts, %why, "fetch failed; will retry");
             st.store

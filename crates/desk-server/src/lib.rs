@@ -198,6 +198,7 @@ impl App {
         tokio::spawn(sender::wake_on_customer_messages(self.state.clone()));
         tokio::spawn(line_settings::follow_changes(self.state.clone()));
         tokio::spawn(metrics::flush_signature_failures(self.state.clone()));
+        tokio::spawn(metrics::upkeep(self.state.clone()));
     }
 
     /// Serves until the process ends.

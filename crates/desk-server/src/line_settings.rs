@@ -29,7 +29,7 @@ pub const KEY_PASSCODE_REPLY_PUSH: &str = "line.passcode_reply_push";
 pub fn default_passcode_reply() -> &'static str {
     crate::i18n::I18n::t(
         crate::i18n::Locale::Ja,
-        "line_settings.passcode_reply_default",
+        "line_settings-passcode_reply_default",
     )
 }
 
@@ -186,7 +186,7 @@ pub async fn apply(st: &AppState, body: SaveBody) -> ApiResult<()> {
             ApiError::localized(
                 axum::http::StatusCode::BAD_REQUEST,
                 "bad_request",
-                "line_settings.error.mode",
+                "line_settings-error-mode",
                 vec![("mode", m.to_owned())],
             )
         })?),
@@ -198,7 +198,7 @@ pub async fn apply(st: &AppState, body: SaveBody) -> ApiResult<()> {
         return Err(ApiError::localized(
             axum::http::StatusCode::BAD_REQUEST,
             "bad_request",
-            "line_settings.error.passcode_reply",
+            "line_settings-error-passcode_reply",
             vec![("max", MAX_PASSCODE_REPLY_UNITS.to_string())],
         ));
     }

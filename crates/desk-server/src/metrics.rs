@@ -1,7 +1,31 @@
 //! `GET /metrics` in Prometheus text format, and the durable record of signature failures
 //! that admins see on the LINE設定 screen (S3: a wrong Channel Secret must be diagnosable).
+//!
+//! The desk records through the `metrics` facade and renders with
+//! `metrics-exporter-prometheus` (no HTTP listener, no push gateway: `/metrics` is one of
+//! the desk's own routes, behind its host check). What is recorded, and the names operators
+//! alert on, are listed in docs/operations.md.
+//!
+//! **A recorder per desk, not the global one.** The facade's global recorder is one per
+//! process, but tests run several desks in one process (and must each see their own
+//! numbers). So each [`Metrics`] builds its own `PrometheusRecorder`, registers every
+//! metric on it once — the facade's macros inside `metrics::with_local_recorder` — and
+//! keeps the handles (`Counter`, `Gauge`, `Histogram`: an atomic each) and the recorder's
+//! `PrometheusHandle` for rendering. Recording is then an atomic add on a handle held in
+//! [`crate::AppState`], with no registry lookup on the webhook's hot path; a `counter!`
+//! elsewhere in the process (a library's) would go to the global recorder, which the desk
+//! does not install.
+//!
+//! Histograms are rendered as Prometheus histograms (fixed buckets, so instances can be
+//! summed), not the exporter's default summaries. The exporter buffers histogram samples
+//! until a render or an upkeep: [`upkeep`] runs one every few seconds so an unscraped desk's
+//! memory stays bounded.
+//!
+//! Numbers that live in the database — the outbox, the fetch jobs, the passcode budget and
+//! its refusals (the `counters` table, shared by all instances) — are read from the store at
+//! each scrape and set on their gauges and counters just before rendering, so every
+//! instance shows the same, durable values, as before.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -10,6 +34,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::AppState;
 
@@ -108,22 +134,63 @@ pub async fn signature_report(st: &AppState) -> desk_store::Result<SignatureRepo
     })
 }
 
-#[derive(Default)]
+/// Buckets of [`WEBHOOK_LATENCY`], in seconds: LINE waits a few seconds at most.
+const WEBHOOK_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets of [`COMMIT_BATCH`], in events: powers of two up to the writer's largest group.
+const COMMIT_BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
+/// Buckets of [`DELIVERY_LATENCY`], in seconds: a push takes well under a second, a reply
+/// in reply mode may wait for the customer's next message (minutes to a day).
+const DELIVERY_LATENCY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
+];
+
+/// From a request to `POST /line` arriving to its 200 (events durably stored).
+pub const WEBHOOK_LATENCY: &str = "linedesk_webhook_latency_seconds";
+/// Events stored per transaction by the webhook's writer (its group commit).
+pub const COMMIT_BATCH: &str = "linedesk_webhook_commit_batch_events";
+/// From an agent's message being queued to LINE accepting it.
+pub const DELIVERY_LATENCY: &str = "linedesk_delivery_latency_seconds";
+
+/// This desk's metrics: the handles it records on, and the recorder's handle that renders
+/// them (see the module docs for why each desk has its own recorder).
 pub struct Metrics {
-    pub webhook_requests_ok: AtomicU64,
-    pub webhook_bad_signature: AtomicU64,
-    pub webhook_bad_request: AtomicU64,
-    pub webhook_errors: AtomicU64,
-    pub webhook_events_stored: AtomicU64,
-    pub webhook_events_duplicate: AtomicU64,
-    pub fetch_ok: AtomicU64,
-    pub fetch_failures: AtomicU64,
+    handle: PrometheusHandle,
+    pub webhook_requests_ok: Counter,
+    webhook_bad_signature: Counter,
+    pub webhook_bad_request: Counter,
+    pub webhook_errors: Counter,
+    pub webhook_events_stored: Counter,
+    pub webhook_events_duplicate: Counter,
+    webhook_signature_failures: Counter,
+    /// Refused requests with a wrong signature, and without one (this instance).
+    webhook_signed_bad: Counter,
+    webhook_unsigned: Counter,
+    pub fetch_ok: Counter,
+    pub fetch_failures: Counter,
     /// Agent messages LINE accepted, and those that failed (or are uncertain).
-    pub deliveries_sent: AtomicU64,
-    pub deliveries_failed: AtomicU64,
-    /// Refused requests without a signature, and with a wrong one (this instance).
-    pub webhook_unsigned: AtomicU64,
-    pub webhook_signed_bad: AtomicU64,
+    pub deliveries_sent: Counter,
+    pub deliveries_failed: Counter,
+    /// Seconds from a `/line` request to its 200.
+    pub webhook_latency: Histogram,
+    /// Events per commit of the webhook's writer.
+    pub commit_batch: Histogram,
+    /// Seconds from an agent's message being queued to LINE accepting it.
+    pub delivery_latency: Histogram,
+    /// Open live-update streams (`/api/v1/events`); see [`Metrics::sse_client`].
+    sse_clients: Gauge,
+    /// Read from the store at each scrape ([`Metrics::read_store`]).
+    outbox_messages: Gauge,
+    outbox_oldest_age: Gauge,
+    passcode_failures_last_hour: Gauge,
+    passcode_budget_exhausted: Gauge,
+    passcode_attempts_refused: Counter,
+    fetch_jobs_pending: Gauge,
+    listener_reconnects: Counter,
+    store_up: Gauge,
     /// Not yet added to the database counters: signed failures and their last time,
     /// unsigned requests and their last time, verified deliveries and their last time,
     /// and the signed failures since this instance's last verified delivery.
@@ -139,21 +206,174 @@ pub struct Metrics {
     warnings_suppressed: AtomicU64,
 }
 
-/// The refusal warning is logged at most this often (a flood of forged posts must not
-/// flood the log).
-const WARN_EVERY_MS: i64 = 60_000;
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Metrics {
+    /// A recorder of this desk's own, with every metric registered and described.
+    pub fn new() -> Metrics {
+        use metrics::{
+            counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+        };
+        let buckets = [
+            (WEBHOOK_LATENCY, WEBHOOK_LATENCY_BUCKETS),
+            (COMMIT_BATCH, COMMIT_BATCH_BUCKETS),
+            (DELIVERY_LATENCY, DELIVERY_LATENCY_BUCKETS),
+        ];
+        let mut builder = PrometheusBuilder::new();
+        for (name, b) in buckets {
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(name.to_owned()), b)
+                .expect("buckets are not empty");
+        }
+        let recorder = builder.build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            describe_counter!(
+                "linedesk_webhook_requests_total",
+                "Webhook requests by result."
+            );
+            describe_counter!(
+                "linedesk_webhook_events_total",
+                "Webhook events accepted and stored (new to the desk)."
+            );
+            describe_counter!(
+                "linedesk_webhook_duplicate_events_total",
+                "Redelivered webhook events that were already stored."
+            );
+            describe_counter!(
+                "linedesk_webhook_signature_failures_total",
+                "Webhook requests refused for a missing or wrong X-Line-Signature (this instance)."
+            );
+            describe_counter!(
+                "linedesk_webhook_signed_failures_total",
+                "Webhook requests refused whose X-Line-Signature did not match (a wrong Channel Secret, or a forger)."
+            );
+            describe_counter!(
+                "linedesk_webhook_unsigned_requests_total",
+                "Webhook requests refused without any X-Line-Signature (never LINE)."
+            );
+            describe_counter!(
+                "linedesk_line_fetch_total",
+                "Profile and content fetches from LINE that succeeded."
+            );
+            describe_counter!(
+                "linedesk_line_fetch_failures_total",
+                "Profile and content fetches from LINE that failed (they are retried)."
+            );
+            describe_counter!(
+                "linedesk_deliveries_total",
+                "Agent messages delivered to LINE (reply or push)."
+            );
+            describe_counter!(
+                "linedesk_delivery_failures_total",
+                "Agent messages that failed or whose delivery is uncertain (shown to the agent with a resend button)."
+            );
+            describe_histogram!(
+                WEBHOOK_LATENCY,
+                metrics::Unit::Seconds,
+                "From a POST /line arriving to its 200 (events durably stored)."
+            );
+            describe_histogram!(
+                COMMIT_BATCH,
+                metrics::Unit::Count,
+                "Events stored per transaction by the webhook's writer (its group commit)."
+            );
+            describe_histogram!(
+                DELIVERY_LATENCY,
+                metrics::Unit::Seconds,
+                "From an agent's message being queued to LINE accepting it (in reply mode, waiting for the customer's next message included)."
+            );
+            describe_gauge!(
+                "linedesk_sse_clients",
+                "Open live-update streams (chat screens and API clients on /api/v1/events)."
+            );
+            describe_gauge!(
+                "linedesk_outbox_messages",
+                "Agent messages waiting to be sent (未送信 included)."
+            );
+            describe_gauge!(
+                "linedesk_outbox_oldest_age_seconds",
+                "Age of the oldest waiting message."
+            );
+            describe_gauge!(
+                "linedesk_passcode_failures_last_hour",
+                "Wrong LINE passcodes checked in the last hour, desk-wide."
+            );
+            describe_gauge!(
+                "linedesk_passcode_guess_budget_exhausted",
+                "1 while the desk-wide passcode guessing budget is used up (checks pause)."
+            );
+            describe_counter!(
+                "linedesk_passcode_attempts_refused_total",
+                "Passcode attempts left unchecked because the guessing budget was used up."
+            );
+            describe_gauge!(
+                "linedesk_fetch_jobs_pending",
+                "Profiles and contents still to fetch from LINE."
+            );
+            describe_counter!(
+                "linedesk_listener_reconnects_total",
+                "Times this instance's PostgreSQL LISTEN connection was lost and listening again (0 on SQLite)."
+            );
+            describe_gauge!(
+                "linedesk_store_up",
+                "1 when the database answered this scrape's reads; 0: the gauges read from it keep their last value."
+            );
+            let requests = |result: &'static str| counter!("linedesk_webhook_requests_total", "result" => result);
+            Metrics {
+                webhook_requests_ok: requests("ok"),
+                webhook_bad_signature: requests("bad_signature"),
+                webhook_bad_request: requests("bad_request"),
+                webhook_errors: requests("error"),
+                webhook_events_stored: counter!("linedesk_webhook_events_total"),
+                webhook_events_duplicate: counter!("linedesk_webhook_duplicate_events_total"),
+                webhook_signature_failures: counter!("linedesk_webhook_signature_failures_total"),
+                webhook_signed_bad: counter!("linedesk_webhook_signed_failures_total"),
+                webhook_unsigned: counter!("linedesk_webhook_unsigned_requests_total"),
+                fetch_ok: counter!("linedesk_line_fetch_total"),
+                fetch_failures: counter!("linedesk_line_fetch_failures_total"),
+                deliveries_sent: counter!("linedesk_deliveries_total"),
+                deliveries_failed: counter!("linedesk_delivery_failures_total"),
+                webhook_latency: histogram!(WEBHOOK_LATENCY),
+                commit_batch: histogram!(COMMIT_BATCH),
+                delivery_latency: histogram!(DELIVERY_LATENCY),
+                sse_clients: gauge!("linedesk_sse_clients"),
+                outbox_messages: gauge!("linedesk_outbox_messages"),
+                outbox_oldest_age: gauge!("linedesk_outbox_oldest_age_seconds"),
+                passcode_failures_last_hour: gauge!("linedesk_passcode_failures_last_hour"),
+                passcode_budget_exhausted: gauge!("linedesk_passcode_guess_budget_exhausted"),
+                passcode_attempts_refused: counter!("linedesk_passcode_attempts_refused_total"),
+                fetch_jobs_pending: gauge!("linedesk_fetch_jobs_pending"),
+                listener_reconnects: counter!("linedesk_listener_reconnects_total"),
+                store_up: gauge!("linedesk_store_up"),
+                handle: recorder.handle(),
+                unflushed_signed: AtomicU64::new(0),
+                last_signed_ms: AtomicI64::new(0),
+                unflushed_unsigned: AtomicU64::new(0),
+                last_unsigned_ms: AtomicI64::new(0),
+                unflushed_verified: AtomicU64::new(0),
+                last_verified_ms: AtomicI64::new(0),
+                signed_since_verified: AtomicU64::new(0),
+                last_warning_ms: AtomicI64::new(0),
+                warnings_suppressed: AtomicU64::new(0),
+            }
+        })
+    }
+
     /// A webhook refused for its signature: `signed` when it carried one that did not match.
     pub fn signature_failure(&self, now_ms: i64, signed: bool) {
-        self.webhook_bad_signature.fetch_add(1, Relaxed);
+        self.webhook_bad_signature.increment(1);
+        self.webhook_signature_failures.increment(1);
         if signed {
-            self.webhook_signed_bad.fetch_add(1, Relaxed);
+            self.webhook_signed_bad.increment(1);
             self.unflushed_signed.fetch_add(1, Relaxed);
             self.signed_since_verified.fetch_add(1, Relaxed);
             self.last_signed_ms.store(now_ms, Relaxed);
         } else {
-            self.webhook_unsigned.fetch_add(1, Relaxed);
+            self.webhook_unsigned.increment(1);
             self.unflushed_unsigned.fetch_add(1, Relaxed);
             self.last_unsigned_ms.store(now_ms, Relaxed);
         }
@@ -182,133 +402,92 @@ impl Metrics {
             None
         }
     }
+
+    /// Counts an open live-update stream until the returned guard is dropped (the stream
+    /// ends, or the client goes away).
+    pub fn sse_client(&self) -> SseClient {
+        self.sse_clients.increment(1.0);
+        SseClient(self.sse_clients.clone())
+    }
+
+    /// Sets what the database holds on its gauges and counters (see the module docs).
+    async fn read_store(&self, st: &AppState) {
+        let mut ok = true;
+        match st.store.outbox_depth().await {
+            Ok((n, oldest)) => {
+                let age = oldest.map_or(0.0, |t| (st.now_ms() - t).max(0) as f64 / 1000.0);
+                self.outbox_messages.set(n as f64);
+                self.outbox_oldest_age.set(age);
+            }
+            Err(e) => ok = store_failed(&e),
+        }
+        match passcode_report(st).await {
+            Ok(p) => {
+                self.passcode_failures_last_hour
+                    .set(p.failures_last_hour as f64);
+                self.passcode_budget_exhausted
+                    .set(f64::from(u8::from(p.exhausted)));
+                self.passcode_attempts_refused
+                    .absolute(p.refused.max(0) as u64);
+            }
+            Err(e) => ok = store_failed(&e),
+        }
+        match st.store.count_jobs().await {
+            Ok(n) => self.fetch_jobs_pending.set(n as f64),
+            Err(e) => ok = store_failed(&e),
+        }
+        self.listener_reconnects
+            .absolute(st.store.notifier.gap_count());
+        self.store_up.set(if ok { 1.0 } else { 0.0 });
+    }
+
+    /// Prometheus's text format of everything recorded.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
 }
+
+fn store_failed(e: &desk_store::StoreError) -> bool {
+    tracing::warn!(%e, "/metrics could not read the database");
+    false
+}
+
+/// An open live-update stream, counted on `linedesk_sse_clients` while it lives.
+pub struct SseClient(Gauge);
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// The refusal warning is logged at most this often (a flood of forged posts must not
+/// flood the log).
+const WARN_EVERY_MS: i64 = 60_000;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    let m = &st.metrics;
-    let mut out = String::new();
-    let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-        );
-    };
-    let _ = writeln!(
-        out,
-        "# HELP linedesk_webhook_requests_total Webhook requests by result.\n# TYPE linedesk_webhook_requests_total counter"
-    );
-    for (result, v) in [
-        ("ok", &m.webhook_requests_ok),
-        ("bad_signature", &m.webhook_bad_signature),
-        ("bad_request", &m.webhook_bad_request),
-        ("error", &m.webhook_errors),
-    ] {
-        let _ = writeln!(
-            out,
-            "linedesk_webhook_requests_total{{result=\"{result}\"}} {}",
-            v.load(Relaxed)
-        );
-    }
-    counter(
-        &mut out,
-        "linedesk_webhook_events_total",
-        "Webhook events accepted and stored (new to the desk).",
-        m.webhook_events_stored.load(Relaxed),
-    );
-    counter(
-        &mut out,
-        "linedesk_webhook_duplicate_events_total",
-        "Redelivered webhook events that were already stored.",
-        m.webhook_events_duplicate.load(Relaxed),
-    );
-    counter(
-        &mut out,
-        "linedesk_webhook_signature_failures_total",
-        "Webhook requests refused for a missing or wrong X-Line-Signature (this instance).",
-        m.webhook_bad_signature.load(Relaxed),
-    );
-    counter(
-        &mut out,
-        "linedesk_webhook_signed_failures_total",
-        "Webhook requests refused whose X-Line-Signature did not match (a wrong Channel Secret, or a forger).",
-        m.webhook_signed_bad.load(Relaxed),
-    );
-    counter(
-        &mut out,
-        "linedesk_webhook_unsigned_requests_total",
-        "Webhook requests refused without any X-Line-Signature (never LINE).",
-        m.webhook_unsigned.load(Relaxed),
-    );
-    counter(
-        &mut out,
-        "linedesk_line_fetch_total",
-        "Profile and content fetches from LINE that succeeded.",
-        m.fetch_ok.load(Relaxed),
-    );
-    counter(
-        &mut out,
-        "linedesk_line_fetch_failures_total",
-        "Profile and content fetches from LINE that failed (they are retried).",
-        m.fetch_failures.load(Relaxed),
-    );
-    counter(
-        &mut out,
-        "linedesk_deliveries_total",
-        "Agent messages delivered to LINE (reply or push).",
-        m.deliveries_sent.load(Relaxed),
-    );
-    counter(
-        &mut out,
-        "linedesk_delivery_failures_total",
-        "Agent messages that failed or whose delivery is uncertain (shown to the agent with a resend button).",
-        m.deliveries_failed.load(Relaxed),
-    );
-    if let Ok((n, oldest)) = st.store.outbox_depth().await {
-        let age = oldest.map_or(0.0, |t| (st.now_ms() - t).max(0) as f64 / 1000.0);
-        let _ = writeln!(
-            out,
-            "# HELP linedesk_outbox_messages Agent messages waiting to be sent (未送信 included).
-# TYPE linedesk_outbox_messages gauge
-linedesk_outbox_messages {n}
-# HELP linedesk_outbox_oldest_age_seconds Age of the oldest waiting message.
-# TYPE linedesk_outbox_oldest_age_seconds gauge
-linedesk_outbox_oldest_age_seconds {age:.3}"
-        );
-    }
-    if let Ok(p) = passcode_report(&st).await {
-        let _ = writeln!(
-            out,
-            "# HELP linedesk_passcode_failures_last_hour Wrong LINE passcodes checked in the last hour, desk-wide.
-# TYPE linedesk_passcode_failures_last_hour gauge
-linedesk_passcode_failures_last_hour {}
-# HELP linedesk_passcode_guess_budget_exhausted 1 while the desk-wide passcode guessing budget is used up (checks pause).
-# TYPE linedesk_passcode_guess_budget_exhausted gauge
-linedesk_passcode_guess_budget_exhausted {}
-# HELP linedesk_passcode_attempts_refused_total Passcode attempts left unchecked because the guessing budget was used up.
-# TYPE linedesk_passcode_attempts_refused_total counter
-linedesk_passcode_attempts_refused_total {}",
-            p.failures_last_hour,
-            u8::from(p.exhausted),
-            p.refused
-        );
-    }
-    if let Ok(n) = st.store.count_jobs().await {
-        let _ = writeln!(
-            out,
-            "# HELP linedesk_fetch_jobs_pending Profiles and contents still to fetch from LINE.\n# TYPE linedesk_fetch_jobs_pending gauge\nlinedesk_fetch_jobs_pending {n}"
-        );
-    }
+    st.metrics.read_store(&st).await;
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        out,
+        st.metrics.render(),
     )
+}
+
+/// Drains the histograms' buffered samples every few seconds: without a scrape they would
+/// otherwise grow without bound (the exporter's upkeep, which `build_recorder` leaves to us).
+pub async fn upkeep(st: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        st.metrics.handle.run_upkeep();
+    }
 }
 
 /// Adds this instance's signature failures to the database counter every few seconds, so

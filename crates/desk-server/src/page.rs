@@ -15,12 +15,12 @@
 //! struct ChatsPage { ctx: PageCtx, /* the page's own fields */ }
 //!
 //! async fn chats(page: PageUser /* or PageAdmin */, State(st): State<AppState>) -> Response {
-//!     page::render(&ChatsPage { ctx: page.ctx_t("chats.title"), /* … */ })
+//!     page::render(&ChatsPage { ctx: page.ctx_t("chats-title"), /* … */ })
 //! }
 //! ```
 //!
-//! In templates: `{{ ctx.t("chats.title") }}` translates (escaped like any output),
-//! `{{ ctx.tf("users.msg.created", [("login", login.as_str())]) }}` fills placeholders,
+//! In templates: `{{ ctx.t("chats-title") }}` translates (escaped like any output),
+//! `{{ ctx.tf("users-msg-created", [("login", login.as_str())]) }}` fills variables,
 //! `ctx.user` is the current user (`Option<CurrentUser>`), `ctx.csrf_token` goes into
 //! plain forms as `<input type="hidden" name="csrf_token" value="{{ ctx.csrf_token }}">`
 //! (scripts send it as the header `X-CSRF-Token`: `window.linedesk.csrfToken()`), and `ctx.asset("x.js")` links an
@@ -118,7 +118,7 @@ impl FromRequestParts<AppState> for PageUser {
                     path: this_path(parts),
                 };
                 if let Some(Viewer(viewer)) = parts.extensions.get::<Viewer>() {
-                    *viewer.lock().expect("viewer lock") = Some(page.ctx_t("common.error.title"));
+                    *viewer.lock().expect("viewer lock") = Some(page.ctx_t("common-error-title"));
                 }
                 Ok(page)
             }
@@ -149,8 +149,8 @@ impl FromRequestParts<AppState> for PageAdmin {
         } else {
             Err(error_page(
                 StatusCode::FORBIDDEN,
-                page.ctx_t("common.error.title"),
-                "common.error.forbidden",
+                page.ctx_t("common-error-title"),
+                "common-error-forbidden",
             ))
         }
     }
@@ -213,7 +213,7 @@ impl PageCtx {
         I18n::t(self.locale, key)
     }
 
-    /// [`PageCtx::t`] with `{name}` placeholders filled.
+    /// [`PageCtx::t`] with its variables (`{ $name }`) filled.
     pub fn tf<const N: usize>(&self, key: &str, args: [(&str, &str); N]) -> String {
         I18n::tf(self.locale, key, &args)
     }
@@ -356,7 +356,7 @@ impl PageError {
 impl From<desk_store::StoreError> for PageError {
     fn from(e: desk_store::StoreError) -> PageError {
         match e {
-            desk_store::StoreError::NotFound => PageError::NotFound("common.error.not_found"),
+            desk_store::StoreError::NotFound => PageError::NotFound("common-error-not_found"),
             other => PageError::internal(other),
         }
     }
@@ -408,7 +408,7 @@ impl IntoResponse for PageError {
             PageError::BadRequest(k) => (StatusCode::BAD_REQUEST, key(k)),
             PageError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                key("common.error.internal"),
+                key("common-error-internal"),
             ),
             PageError::Refused(e) => (
                 e.status,
@@ -421,7 +421,7 @@ impl IntoResponse for PageError {
         };
         // Worded here in Japanese, the desk's first language; `error_pages` words it again
         // for the viewer, in their language and with their layout.
-        let ctx = PageCtx::anonymous(Locale::Ja, I18n::t(Locale::Ja, "common.error.title"));
+        let ctx = PageCtx::anonymous(Locale::Ja, I18n::t(Locale::Ja, "common-error-title"));
         let message = failure.message(&ctx);
         let mut resp = render_status(status, &ErrorPage { ctx, message });
         resp.extensions_mut().insert(failure);
@@ -449,7 +449,7 @@ pub async fn error_pages(mut req: Request, next: Next) -> Response {
     };
     let known = viewer.0.lock().expect("viewer lock").take();
     let ctx =
-        known.unwrap_or_else(|| PageCtx::anonymous(locale, I18n::t(locale, "common.error.title")));
+        known.unwrap_or_else(|| PageCtx::anonymous(locale, I18n::t(locale, "common-error-title")));
     let message = failure.message(&ctx);
     render_status(resp.status(), &ErrorPage { ctx, message })
 }

@@ -101,9 +101,9 @@ pub fn host_refused(config: &crate::Config, headers: &HeaderMap, uri: &Uri) -> O
             .and_then(|v| v.to_str().ok()),
     );
     let ctx =
-        crate::page::PageCtx::anonymous(locale, crate::i18n::I18n::t(locale, "common.error.title"));
+        crate::page::PageCtx::anonymous(locale, crate::i18n::I18n::t(locale, "common-error-title"));
     let mut resp =
-        crate::page::error_page(StatusCode::MISDIRECTED_REQUEST, ctx, "sec.host.refused");
+        crate::page::error_page(StatusCode::MISDIRECTED_REQUEST, ctx, "sec-host-refused");
     add_headers(
         resp.headers_mut(),
         config.public_url.starts_with("https://"),

@@ -21,7 +21,6 @@
 //! - Why a message failed or waits is stored as a `desk_core::delivery::Problem` (a code, and
 //!   LINE's own words apart), which the UI words in the agent's language.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use desk_core::delivery::{Problem, ProblemCode};
@@ -228,7 +227,7 @@ async fn deliver(st: &AppState, lease: &mut Lease) -> anyhow::Result<()> {
             .await?;
         st.metrics
             .deliveries_failed
-            .fetch_add(interrupted.len() as u64, Relaxed);
+            .increment(interrupted.len() as u64);
         items.retain(|i| !interrupted.contains(&i.message_id));
     }
     if items.is_empty() {
@@ -308,7 +307,7 @@ async fn deliver_push(
                 store
                     .mark_sent(conversation_id, &[item.message_id], Mode::Push, st.now_ms())
                     .await?;
-                st.metrics.deliveries_sent.fetch_add(1, Relaxed);
+                delivered(st, [item.queued_at]);
             }
             Err(LineError::Unauthorized) => {
                 // The token is wrong: nothing this message can fix. It waits, visibly, until
@@ -341,7 +340,7 @@ async fn deliver_push(
                         st.now_ms(),
                     )
                     .await?;
-                st.metrics.deliveries_failed.fetch_add(1, Relaxed);
+                st.metrics.deliveries_failed.increment(1);
             }
         }
     }
@@ -423,15 +422,18 @@ async fn deliver_reply(
             return Ok(());
         }
         let result = client.reply(&plan.token, &to_line(&plan.objects)).await;
+        let queued_at: Vec<i64> = items
+            .iter()
+            .filter(|i| plan.message_ids.contains(&i.message_id))
+            .map(|i| i.queued_at)
+            .collect();
         items.retain(|i| !plan.message_ids.contains(&i.message_id));
         match result {
             Ok(_) => {
                 store
                     .mark_sent(conversation_id, &plan.message_ids, Mode::Reply, st.now_ms())
                     .await?;
-                st.metrics
-                    .deliveries_sent
-                    .fetch_add(plan.message_ids.len() as u64, Relaxed);
+                delivered(st, queued_at);
             }
             Err(LineError::InvalidReplyToken) => {
                 // LINE says the token is spent or expired: the messages wait for the next.
@@ -457,7 +459,7 @@ async fn deliver_reply(
                     .await?;
                 st.metrics
                     .deliveries_failed
-                    .fetch_add(plan.message_ids.len() as u64, Relaxed);
+                    .increment(plan.message_ids.len() as u64);
             }
             Err(
                 e @ (LineError::RateLimited { .. }
@@ -499,9 +501,20 @@ async fn deliver_reply(
                     .await?;
                 st.metrics
                     .deliveries_failed
-                    .fetch_add(plan.message_ids.len() as u64, Relaxed);
+                    .increment(plan.message_ids.len() as u64);
             }
         }
+    }
+}
+
+/// Counts messages LINE accepted, and how long each waited since it was queued.
+fn delivered(st: &AppState, queued_at: impl IntoIterator<Item = i64>) {
+    let now = st.now_ms();
+    for at in queued_at {
+        st.metrics.deliveries_sent.increment(1);
+        st.metrics
+            .delivery_latency
+            .record((now - at).max(0) as f64 / 1000.0);
     }
 }
 
@@ -529,7 +542,7 @@ async fn fail_unplannable(
             st.now_ms(),
         )
         .await?;
-    st.metrics.deliveries_failed.fetch_add(1, Relaxed);
+    st.metrics.deliveries_failed.increment(1);
     Ok(())
 }
 

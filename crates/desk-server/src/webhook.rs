@@ -15,7 +15,6 @@
 //! `Host` check and the security headers every response gets (`security.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -61,6 +60,7 @@ pub fn router(st: &AppState) -> Router {
 }
 
 async fn receive(State(st): State<WebhookState>, req: Request) -> Response {
+    let started = std::time::Instant::now();
     let https = st.config.public_url.starts_with("https://");
     if st.config.check_host
         && let Some(refused) = crate::security::host_refused(&st.config, req.headers(), req.uri())
@@ -68,6 +68,11 @@ async fn receive(State(st): State<WebhookState>, req: Request) -> Response {
         return refused;
     }
     let mut resp = handle(&st, req).await.into_response();
+    if resp.status() == StatusCode::OK {
+        st.metrics
+            .webhook_latency
+            .record(started.elapsed().as_secs_f64());
+    }
     crate::security::add_headers(resp.headers_mut(), https);
     resp
 }
@@ -115,7 +120,7 @@ async fn handle(st: &WebhookState, req: Request) -> (StatusCode, &'static str) {
     let parsed = match line_api::webhook::parse(&body) {
         Ok(p) => p,
         Err(e) => {
-            st.metrics.webhook_bad_request.fetch_add(1, Relaxed);
+            st.metrics.webhook_bad_request.increment(1);
             tracing::warn!(%e, "webhook refused: not a webhook body");
             return (StatusCode::BAD_REQUEST, "not a LINE webhook body\n");
         }
@@ -127,16 +132,16 @@ async fn handle(st: &WebhookState, req: Request) -> (StatusCode, &'static str) {
         .collect();
     if events.is_empty() {
         // The console's "Verify" button sends an empty list.
-        st.metrics.webhook_requests_ok.fetch_add(1, Relaxed);
+        st.metrics.webhook_requests_ok.increment(1);
         return (StatusCode::OK, "OK\n");
     }
     match st.ingest.submit(events).await {
         Ok(()) => {
-            st.metrics.webhook_requests_ok.fetch_add(1, Relaxed);
+            st.metrics.webhook_requests_ok.increment(1);
             (StatusCode::OK, "OK\n")
         }
         Err(e) => {
-            st.metrics.webhook_errors.fetch_add(1, Relaxed);
+            st.metrics.webhook_errors.increment(1);
             tracing::error!(%e, "webhook events not stored; LINE will redeliver");
             (StatusCode::INTERNAL_SERVER_ERROR, "not stored, retry\n")
         }
@@ -368,11 +373,13 @@ fn sqlite_writer(
 ) {
     while let Ok(first) = rx.recv() {
         let (events, waiting) = gather(first, &rx);
+        metrics.commit_batch.record(events.len() as f64);
         let result = w.ingest(&events, clock.now_ms());
         if result.is_err() && waiting.len() > 1 {
             // One bad request must not fail its neighbours: store each on its own.
             let mut start = 0;
             for (len, done) in waiting {
+                metrics.commit_batch.record(len as f64);
                 let r = w.ingest(&events[start..start + len], clock.now_ms());
                 start += len;
                 let _ = done.send(account(&metrics, &wakeup, r));
@@ -401,10 +408,12 @@ async fn writer(
             Err(_) => return,
         };
         let (events, waiting) = gather(first, &rx);
+        metrics.commit_batch.record(events.len() as f64);
         let result = store.ingest(&events, clock.now_ms()).await;
         if result.is_err() && waiting.len() > 1 {
             let mut start = 0;
             for (len, done) in waiting {
+                metrics.commit_batch.record(len as f64);
                 let r = store
                     .ingest(&events[start..start + len], clock.now_ms())
                     .await;
@@ -429,10 +438,10 @@ fn account(
         Ok(outcome) => {
             metrics
                 .webhook_events_stored
-                .fetch_add(outcome.stored as u64, Relaxed);
+                .increment(outcome.stored as u64);
             metrics
                 .webhook_events_duplicate
-                .fetch_add(outcome.duplicates as u64, Relaxed);
+                .increment(outcome.duplicates as u64);
             // Only new work wakes the fetcher: its claim is a write, which would otherwise
             // contend with this writer after every batch.
             if outcome.scheduled_jobs {

@@ -174,7 +174,7 @@ async fn a_press_with_a_bad_part_writes_nothing_and_says_why_in_japanese() {
     )
     .await;
     assert_eq!(status, 415, "{e}");
-    assert_eq!(e["error"]["key"], "send.error.not_an_image");
+    assert_eq!(e["error"]["key"], "send-error-not_an_image");
     assert!(
         out_messages(&d, conv).await.is_empty(),
         "the text was not written alone"
@@ -188,7 +188,7 @@ async fn a_press_with_a_bad_part_writes_nothing_and_says_why_in_japanese() {
     .await;
     assert_eq!(
         (status, e["error"]["key"].as_str()),
-        (400, Some("send.error.too_many"))
+        (400, Some("send-error-too_many"))
     );
 }
 
@@ -280,7 +280,7 @@ async fn completing_with_cancel_takes_back_what_waits(b: Backend) {
         .await;
     assert_eq!(
         (s, e["error"]["key"].as_str()),
-        (400, Some("status.error.unsent"))
+        (400, Some("status-error-unsent"))
     );
 }
 
@@ -300,7 +300,7 @@ async fn an_agent_cancels_their_own_waiting_message_but_not_one_already_sending(
         .await;
     assert_eq!(
         (s, e["error"]["key"].as_str()),
-        (403, Some("send.error.cancel_not_allowed"))
+        (403, Some("send-error-cancel_not_allowed"))
     );
     let (s, c) = a
         .post(&format!("/api/v1/messages/{id}/cancel"), json!({}))
@@ -318,7 +318,7 @@ async fn an_agent_cancels_their_own_waiting_message_but_not_one_already_sending(
         .await;
     assert_eq!(
         (s, e["error"]["key"].as_str()),
-        (409, Some("send.error.not_waiting"))
+        (409, Some("send-error-not_waiting"))
     );
 
     // A reply under way (LINE is slow): its message is `sending` and cannot be cancelled.
@@ -353,7 +353,7 @@ async fn an_agent_cancels_their_own_waiting_message_but_not_one_already_sending(
         .await;
     assert_eq!(
         (s, e["error"]["key"].as_str()),
-        (409, Some("send.error.already_sending")),
+        (409, Some("send-error-already_sending")),
         "{b:?}"
     );
     let m = sending.await.unwrap();
@@ -730,7 +730,7 @@ async fn a_passcode_link_is_confirmed_on_the_passcodes_own_reply_token(b: Backen
     assert_eq!(got[0].0, "reply", "{b:?}");
     assert_eq!(
         got[0].2,
-        I18n::t(Locale::Ja, "line_settings.passcode_reply_default")
+        I18n::t(Locale::Ja, "line_settings-passcode_reply_default")
     );
     assert_eq!(
         got[0].4, sent.reply_token,

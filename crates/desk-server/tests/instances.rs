@@ -482,6 +482,16 @@ async fn a_killed_listener_connection_makes_streams_resync_and_live_updates_resu
             .unwrap_or_else(|| panic!("{name} did not tell its clients to resync"));
         assert!(ev.id.is_some(), "a resync carries the new position");
     }
+    // Each instance counts its reconnect on `/metrics`.
+    for (name, instance) in [("A", &c.a), ("B", &c.b)] {
+        let url = format!("{}/metrics", instance.url);
+        let text = c.http.get(url).send().await.unwrap().text().await.unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l == "linedesk_listener_reconnects_total 1"),
+            "{name}: {text}"
+        );
+    }
     // Live updates resume: a customer message through A reaches B's stream.
     let sent = c.emulator.send_text(&user, "まだですか").await.unwrap();
     assert_eq!(sent.webhook_status, Some(200));

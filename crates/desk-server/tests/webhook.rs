@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestDesk, backend_test, eventually, png};
+use common::{Backend, TestDesk, backend_test, eventually, png, sample};
 use line_emulator::{Endpoint, Fault, UserMessage};
 use serde_json::Value;
 
@@ -455,4 +455,74 @@ async fn history_defaults_to_the_last_seven_days_and_takes_from_to(b: Backend) {
         .await,
         400
     );
+}
+
+backend_test!(histograms_and_gauges_after_real_traffic);
+/// What `/metrics` adds with the metrics facade (issue 11, item 7), after real traffic: a
+/// customer writing through the webhook, an agent's message pushed to LINE, a live-update
+/// stream open and then closed. One test case per database.
+async fn histograms_and_gauges_after_real_traffic(b: Backend) {
+    let d = TestDesk::start(b).await;
+    d.set_mode("push").await;
+    let sato = d
+        .user("sato", "佐藤 美咲", desk_store::users::Role::Agent)
+        .await;
+    let (user, conv) = d.customer("山田 花子", "荷物が届きません").await;
+    d.emulator.send_text(&user, "まだですか").await.unwrap();
+    assert_eq!(sato.set_status(conv, "in_progress").await.0, 200);
+    let (s, m) = sato.send_text(conv, "確認いたします。").await;
+    assert_eq!((s, m["delivery"].as_str()), (201, Some("sent")), "{m}");
+    let stream = d
+        .http
+        .get(format!("{}/api/v1/events", d.url))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
+    let text = d.scrape().await;
+    let get = |series: &str| {
+        sample(&text, series).unwrap_or_else(|| panic!("{b:?}: {series} missing in:\n{text}"))
+    };
+    // Every 200 of `/line` is timed, in seconds; all fall in the last bucket.
+    let answered = get("linedesk_webhook_requests_total{result=\"ok\"}");
+    assert!(answered >= 3.0, "follow and two messages: {answered}");
+    let latency = "linedesk_webhook_latency_seconds";
+    assert_eq!(get(&format!("{latency}_count")), answered);
+    assert_eq!(get(&format!("{latency}_bucket{{le=\"+Inf\"}}")), answered);
+    let sum = get(&format!("{latency}_sum"));
+    assert!(sum > 0.0 && sum < 10.0 * answered, "{sum}");
+    // Each commit of the writer holds at least one event, and together every event stored.
+    let batches = "linedesk_webhook_commit_batch_events";
+    let events =
+        get("linedesk_webhook_events_total") + get("linedesk_webhook_duplicate_events_total");
+    assert!(events >= 3.0, "{events}");
+    assert!((1.0..=events).contains(&get(&format!("{batches}_count"))));
+    assert_eq!(get(&format!("{batches}_sum")), events);
+    assert_eq!(
+        get(&format!("{batches}_bucket{{le=\"4096\"}}")),
+        get(&format!("{batches}_count"))
+    );
+    // The one message pushed: queued to accepted by LINE in (much) less than a minute.
+    let delivery = "linedesk_delivery_latency_seconds";
+    assert_eq!(get("linedesk_deliveries_total"), 1.0);
+    assert_eq!(get(&format!("{delivery}_count")), 1.0);
+    assert!((0.0..60.0).contains(&get(&format!("{delivery}_sum"))));
+    assert_eq!(get(&format!("{delivery}_bucket{{le=\"60\"}}")), 1.0);
+    // The open stream, and no listener trouble (none on SQLite, no reconnect on PostgreSQL).
+    assert_eq!(get("linedesk_sse_clients"), 1.0);
+    assert_eq!(get("linedesk_listener_reconnects_total"), 0.0);
+    assert_eq!(get("linedesk_store_up"), 1.0);
+    assert_eq!(get("linedesk_outbox_messages"), 0.0);
+    assert!(
+        text.contains("# TYPE linedesk_webhook_latency_seconds histogram"),
+        "{text}"
+    );
+
+    drop(stream);
+    eventually("the closed stream is no longer counted", || async {
+        (sample(&d.scrape().await, "linedesk_sse_clients") == Some(0.0)).then_some(())
+    })
+    .await;
 }

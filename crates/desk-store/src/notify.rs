@@ -64,6 +64,8 @@ struct Recent {
     next_seq: u64,
     /// The sequence number of the last gap: nobody can catch up across it.
     floor: u64,
+    /// How many gaps there were (listener reconnects), for `/metrics`.
+    gaps: u64,
     changes: VecDeque<Numbered>,
 }
 
@@ -83,6 +85,7 @@ impl Notifier {
             recent: Arc::new(Mutex::new(Recent {
                 next_seq: 1,
                 floor: 0,
+                gaps: 0,
                 changes: VecDeque::with_capacity(KEEP),
             })),
             origin: origin.into(),
@@ -130,6 +133,13 @@ impl Notifier {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let seq = Self::push(&mut recent, &self.tx, Change::Resync);
         recent.floor = seq;
+        recent.gaps += 1;
+    }
+
+    /// How many times the feed had a gap: on PostgreSQL, how often the listener lost its
+    /// connection and listened again (desk-server shows it on `/metrics`).
+    pub fn gap_count(&self) -> u64 {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner()).gaps
     }
 
     /// The sequence number the next change will get.

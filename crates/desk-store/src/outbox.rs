@@ -90,6 +90,8 @@ pub struct OutboxItem {
     /// For the desk's answer to a customer message: that message's reply token.
     pub reply_to_token: Option<String>,
     pub last_error: Option<String>,
+    /// When it was queued (the agent pressed 送信), epoch ms.
+    pub queued_at: i64,
 }
 
 impl OutboxItem {
@@ -518,7 +520,8 @@ impl Store {
             sqlx::query_as::<_, OutboxItem>(
             "SELECT o.id AS outbox_id, o.message_id, o.state, o.attempt_via, o.retry_key, o.attempts, o.next_attempt_at,
                     m.type AS kind, m.text, m.payload, COALESCE(m.send_group, m.id) AS send_group,
-                    m.agent_id, rt.reply_token AS reply_to_token, o.last_error
+                    m.agent_id, rt.reply_token AS reply_to_token, o.last_error,
+                    o.created_at AS queued_at
              FROM outbox o JOIN messages m ON m.id = o.message_id
              LEFT JOIN messages rt ON rt.id = o.reply_to
              WHERE o.conversation_id = $1 ORDER BY o.message_id")

@@ -47,7 +47,7 @@ async fn set_status(
         ApiError::localized(
             axum::http::StatusCode::BAD_REQUEST,
             "bad_request",
-            "status.error.status",
+            "status-error-status",
             vec![("status", body.status.clone())],
         )
     })?;
@@ -58,7 +58,7 @@ async fn set_status(
             return Err(ApiError::localized(
                 axum::http::StatusCode::BAD_REQUEST,
                 "bad_request",
-                "status.error.unsent",
+                "status-error-unsent",
                 vec![("unsent", other.to_owned())],
             ));
         }
@@ -81,7 +81,7 @@ fn not_found() -> ApiError {
     ApiError::localized(
         axum::http::StatusCode::NOT_FOUND,
         "not_found",
-        "status.error.not_found",
+        "status-error-not_found",
         vec![],
     )
 }

@@ -84,7 +84,7 @@ async fn send(
         may_send(&st, id, user.id).await?;
         let mut form = Multipart::from_request(req, &st)
             .await
-            .map_err(|_| bad("send.error.bad_form", vec![]))?;
+            .map_err(|_| bad("send-error-bad_form", vec![]))?;
         let mut parts = Vec::new();
         while let Some(field) = form.next_field().await.map_err(multipart_error)? {
             match field.name() {
@@ -108,11 +108,11 @@ async fn send(
     } else {
         let Json(body) = Json::<TextBody>::from_request(req, &st)
             .await
-            .map_err(|_| bad("send.error.bad_json", vec![]))?;
+            .map_err(|_| bad("send-error-bad_json", vec![]))?;
         vec![Part::Text(body.text)]
     };
     if parts.is_empty() {
-        return Err(bad("send.error.empty", vec![]));
+        return Err(bad("send-error-empty", vec![]));
     }
     // Everything is checked before anything is written: a press goes whole or not at all.
     for part in &parts {
@@ -253,7 +253,7 @@ async fn remove_files(st: &AppState, saved: &[(i64, String)]) {
 
 fn too_many() -> ApiError {
     bad(
-        "send.error.too_many",
+        "send-error-too_many",
         vec![("max", MAX_OBJECTS_PER_CALL.to_string())],
     )
 }
@@ -262,16 +262,16 @@ fn not_found() -> ApiError {
     ApiError::localized(
         StatusCode::NOT_FOUND,
         "not_found",
-        "send.error.not_found",
+        "send-error-not_found",
         vec![],
     )
 }
 
 fn text_error(e: TextInputError) -> ApiError {
     match e {
-        TextInputError::Blank => bad("send.error.blank", vec![]),
+        TextInputError::Blank => bad("send-error-blank", vec![]),
         TextInputError::TooLong { units, max } => bad(
-            "send.error.too_long",
+            "send-error-too_long",
             vec![("units", units.to_string()), ("max", max.to_string())],
         ),
     }
@@ -338,14 +338,14 @@ async fn cancel(
     match outcome {
         CancelOutcome::Cancelled { .. } => {}
         CancelOutcome::AlreadySending => {
-            return Err(conflict("already_sending", "send.error.already_sending"));
+            return Err(conflict("already_sending", "send-error-already_sending"));
         }
-        CancelOutcome::NotWaiting => return Err(conflict("not_waiting", "send.error.not_waiting")),
+        CancelOutcome::NotWaiting => return Err(conflict("not_waiting", "send-error-not_waiting")),
         CancelOutcome::NotAllowed => {
             return Err(ApiError::localized(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "send.error.cancel_not_allowed",
+                "send-error-cancel_not_allowed",
                 vec![],
             ));
         }
@@ -388,7 +388,7 @@ pub async fn not_handler(st: &AppState, e: NotHandler) -> ApiError {
         _ => ApiError::localized(
             StatusCode::CONFLICT,
             "not_in_progress",
-            "send.error.not_in_progress",
+            "send-error-not_in_progress",
             vec![],
         ),
     }
@@ -399,29 +399,29 @@ fn image_error(e: ImageError) -> ApiError {
         ImageError::TooLarge => ApiError::localized(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            "send.error.too_large",
+            "send-error-too_large",
             vec![("mb", (images::MAX_UPLOAD_BYTES / 1024 / 1024).to_string())],
         ),
         ImageError::NotAnImage => ApiError::localized(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "not_an_image",
-            "send.error.not_an_image",
+            "send-error-not_an_image",
             vec![],
         ),
         ImageError::Unreadable(why) => {
             tracing::info!(%why, "an unreadable image was refused");
-            bad("send.error.unreadable", vec![])
+            bad("send-error-unreadable", vec![])
         }
         ImageError::TooManyPixels => ApiError::localized(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_pixels",
-            "sec.upload.too_many_pixels",
+            "sec-upload-too_many_pixels",
             vec![],
         ),
         ImageError::Busy => ApiError::localized(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
-            "sec.upload.busy",
+            "sec-upload-busy",
             vec![],
         ),
     }
@@ -432,11 +432,11 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
         ApiError::localized(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            "send.error.too_large",
+            "send-error-too_large",
             vec![("mb", (images::MAX_UPLOAD_BYTES / 1024 / 1024).to_string())],
         )
     } else {
-        bad("send.error.bad_form", vec![])
+        bad("send-error-bad_form", vec![])
     }
 }
 
@@ -449,7 +449,7 @@ pub async fn held_by(st: &AppState, agent_id: i64) -> ApiError {
     ApiError::localized(
         StatusCode::CONFLICT,
         "held_by_other",
-        "send.error.held_by",
+        "send-error-held_by",
         vec![("agent", who)],
     )
 }

@@ -37,21 +37,21 @@ impl ListQuery {
         let customer_id = match non_empty(&self.customer_id) {
             Some(s) => Some(
                 parse_code_query(s)
-                    .ok_or_else(|| list_error("list.error.customer_id", "value", s))?,
+                    .ok_or_else(|| list_error("list-error-customer_id", "value", s))?,
             ),
             None => None,
         };
         let registered = match non_empty(&self.registered) {
             Some("true") => Some(true),
             Some("false") => Some(false),
-            Some(other) => return Err(list_error("list.error.registered", "value", other)),
+            Some(other) => return Err(list_error("list-error-registered", "value", other)),
             None => None,
         };
         let status = match non_empty(&self.status) {
             Some(s) => {
                 let parsed: desk_core::status::ConversationStatus = s
                     .parse()
-                    .map_err(|_| list_error("list.error.status", "value", s))?;
+                    .map_err(|_| list_error("list-error-status", "value", s))?;
                 Some(parsed)
             }
             None => None,
@@ -60,7 +60,7 @@ impl ListQuery {
             Some(s) => Some(
                 s.split_once('_')
                     .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-                    .ok_or_else(|| list_error("list.error.after", "value", s))?,
+                    .ok_or_else(|| list_error("list-error-after", "value", s))?,
             ),
             None => None,
         };

@@ -28,7 +28,7 @@ pub fn clean_name(s: &str) -> Result<String, InputError> {
     let s = s.trim();
     if s.is_empty() || s.chars().count() > MAX_NAME_CHARS || has_control(s, false) {
         return Err(err(
-            "customers.error.name",
+            "customers-error-name",
             "name is required (at most 100 characters)",
         ));
     }
@@ -48,7 +48,7 @@ pub fn clean_phone(s: &str) -> Result<String, InputError> {
     });
     if !allowed || s.chars().count() > MAX_PHONE_CHARS || normalize_phone_digits(s).is_empty() {
         return Err(err(
-            "customers.error.phone",
+            "customers-error-phone",
             "phone may hold digits, hyphens, spaces, + and parentheses (at most 30 characters)",
         ));
     }
@@ -67,7 +67,7 @@ pub fn clean_email(s: &str) -> Result<String, InputError> {
         });
     if !ok {
         return Err(err(
-            "customers.error.email",
+            "customers-error-email",
             "email must look like name@example.com",
         ));
     }
@@ -78,7 +78,7 @@ pub fn clean_notes(s: &str) -> Result<String, InputError> {
     let s = s.trim();
     if s.chars().count() > MAX_NOTES_CHARS || has_control(s, true) {
         return Err(err(
-            "customers.error.notes",
+            "customers-error-notes",
             "notes may be at most 2000 characters",
         ));
     }
@@ -95,14 +95,14 @@ pub fn clean_tags<S: AsRef<str>>(tags: &[S]) -> Result<Vec<String>, InputError> 
         }
         if t.chars().count() > MAX_TAG_CHARS || has_control(t, false) {
             return Err(err(
-                "customers.error.tag",
+                "customers-error-tag",
                 "a tag may be at most 30 characters",
             ));
         }
         out.push(t.to_owned());
     }
     if out.len() > MAX_TAGS {
-        return Err(err("customers.error.tags", "at most 20 tags"));
+        return Err(err("customers-error-tags", "at most 20 tags"));
     }
     Ok(out)
 }
@@ -162,18 +162,18 @@ pub fn parse_valid_until(s: &str, tz: Tz) -> Option<i64> {
 pub fn passcode_expiry(requested: Option<&str>, now_ms: i64, tz: Tz) -> Result<i64, InputError> {
     let requested = match requested.map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => Some(parse_valid_until(s, tz).ok_or(err(
-            "customers.error.valid_until",
+            "customers-error-valid_until",
             "valid_until must be a date and time (RFC 3339, or YYYY-MM-DDTHH:MM in the desk's time zone)",
         ))?),
         None => None,
     };
     desk_core::passcode::valid_until(now_ms, requested).map_err(|e| match e {
         desk_core::passcode::ValidUntilError::InThePast => err(
-            "customers.error.valid_until_past",
+            "customers-error-valid_until_past",
             "valid_until must be in the future",
         ),
         desk_core::passcode::ValidUntilError::TooFar => err(
-            "customers.error.valid_until_far",
+            "customers-error-valid_until_far",
             "a passcode can be valid for at most 90 days",
         ),
     })
@@ -199,7 +199,7 @@ impl SearchQuery {
     pub fn to_filter(&self, default_limit: i64) -> Result<CustomerFilter, InputError> {
         let id = match non_empty(&self.id) {
             Some(s) => Some(parse_code_query(s).ok_or(err(
-                "customers.error.search_id",
+                "customers-error-search_id",
                 "id must be a customer ID like 15 or #C15",
             ))?),
             None => None,
@@ -209,7 +209,7 @@ impl SearchQuery {
                 let d = normalize_phone_digits(s);
                 if d.is_empty() {
                     return Err(err(
-                        "customers.error.search_phone",
+                        "customers-error-search_phone",
                         "phone must contain digits",
                     ));
                 }
@@ -220,7 +220,7 @@ impl SearchQuery {
         let before_id = match non_empty(&self.before) {
             Some(s) => Some(s.parse().map_err(|_| {
                 err(
-                    "customers.error.search_id",
+                    "customers-error-search_id",
                     "before is not a cursor from a previous page",
                 )
             })?),
@@ -229,7 +229,7 @@ impl SearchQuery {
         let after_id = match non_empty(&self.after) {
             Some(s) => Some(s.parse().map_err(|_| {
                 err(
-                    "customers.error.search_id",
+                    "customers-error-search_id",
                     "after is not a cursor from a previous page",
                 )
             })?),
@@ -315,17 +315,17 @@ mod tests {
             passcode_expiry(Some("2023-12-31"), now, tz)
                 .unwrap_err()
                 .key,
-            "customers.error.valid_until_past"
+            "customers-error-valid_until_past"
         );
         assert_eq!(
             passcode_expiry(Some("2024-06-01"), now, tz)
                 .unwrap_err()
                 .key,
-            "customers.error.valid_until_far"
+            "customers-error-valid_until_far"
         );
         assert_eq!(
             passcode_expiry(Some("soon"), now, tz).unwrap_err().key,
-            "customers.error.valid_until"
+            "customers-error-valid_until"
         );
     }
 
@@ -348,7 +348,7 @@ mod tests {
         };
         assert_eq!(
             bad.to_filter(50).unwrap_err().key,
-            "customers.error.search_id"
+            "customers-error-search_id"
         );
         let bad = SearchQuery {
             phone: Some("なし".into()),
@@ -356,7 +356,7 @@ mod tests {
         };
         assert_eq!(
             bad.to_filter(50).unwrap_err().key,
-            "customers.error.search_phone"
+            "customers-error-search_phone"
         );
     }
 }

@@ -79,7 +79,7 @@ async fn page(st: &AppState, admin: &PageAdmin) -> Result<LinePage, PageError> {
     let report = signature_report(st).await?;
     let passcodes = passcode_report(st).await?;
     Ok(LinePage {
-        ctx: admin.ctx_t("line_settings.title"),
+        ctx: admin.ctx_t("line_settings-title"),
         push: line.mode == desk_core::Mode::Push,
         secret_set: line.channel_secret.is_some(),
         token_set: line.client.is_some(),
@@ -150,9 +150,9 @@ async fn test(State(st): State<AppState>, admin: PageAdmin) -> PageResult {
         ))
     } else {
         let key = match result["code"].as_str() {
-            Some("no_token") => "line_settings.test_no_token",
-            Some("unauthorized") => "line_settings.test_unauthorized",
-            _ => "line_settings.test_unreachable",
+            Some("no_token") => "line_settings-test_no_token",
+            Some("unauthorized") => "line_settings-test_unauthorized",
+            _ => "line_settings-test_unreachable",
         };
         Err(p.ctx.t(key).to_owned())
     });

@@ -88,7 +88,7 @@ fn page(locale: Locale, login: String, next: String) -> LoginPage {
         format!("/login?lang={other}&next={}", percent_encode(&next))
     };
     LoginPage {
-        ctx: PageCtx::anonymous(locale, I18n::t(locale, "login.title")),
+        ctx: PageCtx::anonymous(locale, I18n::t(locale, "login-title")),
         login,
         next,
         error: None,
@@ -109,9 +109,9 @@ async fn login_page(
     let next = clean_next(q.next.as_deref());
     let mut p = page(locale, String::new(), next.clone());
     if q.bye.is_some() {
-        p.info = Some(I18n::t(locale, "login.logged_out"));
+        p.info = Some(I18n::t(locale, "login-logged_out"));
     } else if !next.is_empty() {
-        p.info = Some(I18n::t(locale, "login.please_log_in"));
+        p.info = Some(I18n::t(locale, "login-please_log_in"));
     }
     render_status(StatusCode::OK, &p)
 }
@@ -136,7 +136,7 @@ async fn login(
         tracing::warn!("login refused: password checks are saturated");
         let mut resp = fail(
             StatusCode::SERVICE_UNAVAILABLE,
-            I18n::t(locale, "sec.login.busy").to_owned(),
+            I18n::t(locale, "sec-login-busy").to_owned(),
         );
         resp.headers_mut()
             .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
@@ -157,9 +157,9 @@ async fn login(
             let wait_ms = (until_ms - st.now_ms()).max(1);
             let minutes = (wait_ms as u64).div_ceil(60_000).max(1).to_string();
             let key = if scope == Scope::Pair {
-                "login.throttled"
+                "login-throttled"
             } else {
-                "sec.login.throttled_wide"
+                "sec-login-throttled_wide"
             };
             tracing::info!(login = %login, client = %client, ?scope, "login refused: throttled");
             let mut resp = fail(
@@ -189,7 +189,7 @@ async fn login(
         tracing::info!(login = %login, client = %client, "login failed");
         return Ok(fail(
             StatusCode::UNAUTHORIZED,
-            I18n::t(locale, "login.failed").to_owned(),
+            I18n::t(locale, "login-failed").to_owned(),
         ));
     };
     let (_session, token) = session::start(&st, user).await?;
@@ -229,7 +229,7 @@ async fn set_locale(
     page: PageUser,
     Form(form): Form<LocaleForm>,
 ) -> PageResult {
-    let locale = Locale::parse(&form.locale).ok_or(PageError::BadRequest("common.error.locale"))?;
+    let locale = Locale::parse(&form.locale).ok_or(PageError::BadRequest("common-error-locale"))?;
     st.store
         .set_user_locale(page.user().id, locale.as_str())
         .await?;

@@ -118,11 +118,11 @@ impl TokenView {
     fn new(t: &ApiTokenRow, now_ms: i64, tz: chrono_tz::Tz) -> TokenView {
         let when = |ms: Option<i64>| ms.map(|t| short(t, tz)).unwrap_or_else(|| "—".into());
         let state = if t.revoked_at.is_some() {
-            "sec.tokens.state.revoked"
+            "sec-tokens-state-revoked"
         } else if !t.is_live(now_ms) {
-            "sec.tokens.state.expired"
+            "sec-tokens-state-expired"
         } else {
-            "sec.tokens.state.live"
+            "sec-tokens-state-live"
         };
         TokenView {
             id: t.id,
@@ -165,7 +165,7 @@ async fn list_page(
     let me = admin.user().id;
     let users = st.store.list_users().await?;
     Ok(UsersPage {
-        ctx: admin.ctx_t("users.title"),
+        ctx: admin.ctx_t("users-title"),
         users: users.iter().map(|u| UserView::new(u, me)).collect(),
         ok,
         error,
@@ -183,8 +183,8 @@ async fn list(
     let ok = match (q.msg.as_deref(), q.id) {
         (Some("created"), Some(id)) => st.store.user_by_id(id).await?.map(|u| {
             admin
-                .ctx_t("users.title")
-                .tf("users.msg.created", [("login", u.login.as_str())])
+                .ctx_t("users-title")
+                .tf("users-msg-created", [("login", u.login.as_str())])
         }),
         _ => None,
     };
@@ -200,13 +200,13 @@ async fn add(
     let login = form.login.trim();
     let role = Role::parse(&form.role);
     let error = if !valid_login(login) {
-        Some("users.error.login_format")
+        Some("users-error-login_format")
     } else if clean_name(&form.name).is_none() {
-        Some("users.error.name_required")
+        Some("users-error-name_required")
     } else if role.is_none() {
-        Some("users.error.role")
+        Some("users-error-role")
     } else if form.password.chars().count() < MIN_PASSWORD_CHARS {
-        Some("users.error.password_short")
+        Some("users-error-password_short")
     } else {
         None
     };
@@ -229,7 +229,7 @@ async fn add(
             Ok(Redirect::to(&format!("/admin/users?msg=created&id={id}")).into_response())
         }
         Err(StoreError::Conflict(_)) => {
-            let page = list_page(&st, &admin, None, Some("users.error.login_taken"), &form).await?;
+            let page = list_page(&st, &admin, None, Some("users-error-login_taken"), &form).await?;
             Ok(render_status(StatusCode::CONFLICT, &page))
         }
         Err(e) => Err(e.into()),
@@ -241,7 +241,7 @@ async fn target(st: &AppState, id: i64) -> Result<UserRow, PageError> {
     st.store
         .user_by_id(id)
         .await?
-        .ok_or(PageError::NotFound("users.error.not_found"))
+        .ok_or(PageError::NotFound("users-error-not_found"))
 }
 
 async fn edit_page(
@@ -251,8 +251,8 @@ async fn edit_page(
     ok: Option<&'static str>,
     error: Option<&'static str>,
 ) -> Result<EditPage, PageError> {
-    let ctx = admin.ctx_t("users.edit.title");
-    let heading = ctx.tf("users.edit.heading", [("login", user.login.as_str())]);
+    let ctx = admin.ctx_t("users-edit-title");
+    let heading = ctx.tf("users-edit-heading", [("login", user.login.as_str())]);
     let now = st.now_ms();
     let tokens = st
         .store
@@ -273,11 +273,11 @@ async fn edit_page(
 
 fn msg_key(msg: Option<&str>) -> Option<&'static str> {
     match msg? {
-        "saved" => Some("users.msg.saved"),
-        "disabled" => Some("users.msg.disabled"),
-        "enabled" => Some("users.msg.enabled"),
-        "password_reset" => Some("users.msg.password_reset"),
-        "token_revoked" => Some("sec.tokens.revoked"),
+        "saved" => Some("users-msg-saved"),
+        "disabled" => Some("users-msg-disabled"),
+        "enabled" => Some("users-msg-enabled"),
+        "password_reset" => Some("users-msg-password_reset"),
+        "token_revoked" => Some("sec-tokens-revoked"),
         _ => None,
     }
 }
@@ -325,17 +325,17 @@ async fn save(
 ) -> PageResult {
     let user = target(&st, id).await?;
     let Some(name) = clean_name(&form.name) else {
-        return form_error(&st, &admin, &user, "users.error.name_required").await;
+        return form_error(&st, &admin, &user, "users-error-name_required").await;
     };
     let role = match form.role.as_deref() {
         None => user.role(),
         Some(r) => match Role::parse(r) {
             Some(r) => r,
-            None => return form_error(&st, &admin, &user, "users.error.role").await,
+            None => return form_error(&st, &admin, &user, "users-error-role").await,
         },
     };
     if role != user.role() && user.id == admin.user().id {
-        return form_error(&st, &admin, &user, "users.error.self").await;
+        return form_error(&st, &admin, &user, "users-error-self").await;
     }
     st.store.set_user_name(id, &name).await?;
     if role != user.role() {
@@ -348,7 +348,7 @@ async fn save(
 async fn set_disabled(st: AppState, admin: PageAdmin, id: i64, disabled: bool) -> PageResult {
     let user = target(&st, id).await?;
     if user.id == admin.user().id {
-        return form_error(&st, &admin, &user, "users.error.self").await;
+        return form_error(&st, &admin, &user, "users-error-self").await;
     }
     st.store
         .set_user_disabled_at(id, disabled, st.now_ms())
@@ -380,7 +380,7 @@ async fn reset_password(
 ) -> PageResult {
     let user = target(&st, id).await?;
     if form.new_password.chars().count() < MIN_PASSWORD_CHARS {
-        return form_error(&st, &admin, &user, "users.error.password_short").await;
+        return form_error(&st, &admin, &user, "users-error-password_short").await;
     }
     let hash = hash_password(&st, form.new_password).await;
     st.store
@@ -399,7 +399,7 @@ async fn revoke_token(
     let user = target(&st, id).await?;
     let tokens = st.store.list_api_tokens(Some(user.id)).await?;
     if !tokens.iter().any(|t| t.id == token_id) {
-        return Err(PageError::NotFound("sec.tokens.not_found"));
+        return Err(PageError::NotFound("sec-tokens-not_found"));
     }
     st.store.revoke_api_token(token_id, st.now_ms()).await?;
     tracing::info!(admin = %admin.user().login, login = %user.login, token = token_id, "API token revoked");

@@ -148,6 +148,18 @@ impl TestDesk {
         req.send().await.unwrap().status().as_u16()
     }
 
+    /// `/metrics` as text.
+    pub async fn scrape(&self) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self
             .http
@@ -162,6 +174,15 @@ impl TestDesk {
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
             .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
     }
+}
+
+/// The value of one series of a Prometheus text scrape, named with its labels as rendered
+/// (`linedesk_webhook_latency_seconds_bucket{le="+Inf"}`); `None` when absent.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
 }
 
 /// Polls `f` until it yields `Some`, for up to 15 s (background work such as profile and

@@ -115,7 +115,7 @@ pub(super) async fn load_head(
         .store
         .conversation(id)
         .await?
-        .ok_or(PageError::NotFound("common.error.not_found"))?;
+        .ok_or(PageError::NotFound("common-error-not_found"))?;
     let now = st.now_ms();
     let window = st.reply_window_ms();
     let newest = st.store.newest_reply_token_at(id, now - window).await?;
@@ -175,9 +175,9 @@ pub(super) async fn detail_page(
     Path(id): Path<i64>,
     Query(p): Query<RangeParams>,
 ) -> PageResult {
-    let mut ctx = page.ctx_t("chats.detail.title");
+    let mut ctx = page.ctx_t("chats-detail-title");
     let head = load_head(&st, &page, &ctx, id).await?;
-    ctx.title = format!("{} - {}", head.name, ctx.t("chats.detail.title"));
+    ctx.title = format!("{} - {}", head.name, ctx.t("chats-detail-title"));
     let tz = st.config.time_zone;
     let range = Range::parse(&p, st.now_ms(), tz);
     let msgs = load_history(&st, &page, &ctx, id, &range).await?;
@@ -204,7 +204,7 @@ pub(super) async fn detail_header(
     State(st): State<AppState>,
     Path(id): Path<i64>,
 ) -> PageResult {
-    let ctx = page.ctx_t("chats.detail.title");
+    let ctx = page.ctx_t("chats-detail-title");
     let head = load_head(&st, &page, &ctx, id).await?;
     Ok(render(&HeaderFragment { ctx, head }))
 }
@@ -215,7 +215,7 @@ pub(super) async fn detail_history(
     Path(id): Path<i64>,
     Query(p): Query<RangeParams>,
 ) -> PageResult {
-    let ctx = page.ctx_t("chats.detail.title");
+    let ctx = page.ctx_t("chats-detail-title");
     let range = Range::parse(&p, st.now_ms(), st.config.time_zone);
     let msgs = load_history(&st, &page, &ctx, id, &range).await?;
     Ok(render(&HistoryFragment { ctx, msgs }))
@@ -233,13 +233,13 @@ pub(super) async fn notice(
     State(st): State<AppState>,
     Path((id, message_id)): Path<(i64, i64)>,
 ) -> PageResult {
-    let ctx = page.ctx_t("chats.title");
+    let ctx = page.ctx_t("chats-title");
     let (m, c) = match (
         st.store.message(message_id).await?,
         st.store.conversation(id).await?,
     ) {
         (Some(m), Some(c)) if m.conversation_id == id => (m, c),
-        _ => return Err(PageError::NotFound("common.error.not_found")),
+        _ => return Err(PageError::NotFound("common-error-not_found")),
     };
     let (name, _) = display_name(&c);
     let body = match (m.kind, m.text.as_deref()) {
@@ -249,7 +249,7 @@ pub(super) async fn notice(
     let v = json!({
         "incoming": m.direction == Direction::In,
         "fresh": st.now_ms() - m.created_at < NOTICE_FRESH_MS,
-        "title": ctx.tf("chats.notify.title", [("name", name.as_str())]),
+        "title": ctx.tf("chats-notify-title", [("name", name.as_str())]),
         "body": body,
         "url": format!("/chats/{id}"),
     });

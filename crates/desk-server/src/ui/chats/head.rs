@@ -64,21 +64,21 @@ impl HeadView {
         let started_at = c.started_at.map(|t| short(t, tz)).unwrap_or_default();
         let send_hint = if mine {
             if c.blocked {
-                ctx.t("chats.detail.hint.blocked").to_owned()
+                ctx.t("chats-detail-hint-blocked").to_owned()
             } else {
                 String::new()
             }
         } else if in_progress {
-            ctx.tf("chats.detail.hint.held", [("agent", agent.as_str())])
+            ctx.tf("chats-detail-hint-held", [("agent", agent.as_str())])
         } else {
-            ctx.t("chats.detail.hint.take").to_owned()
+            ctx.t("chats-detail-hint-take").to_owned()
         };
         let held_by_other = in_progress && !mine;
         let lock_notice = if held_by_other {
             let key = if me_admin {
-                "chats.lock.held_admin"
+                "chats-lock-held_admin"
             } else {
-                "chats.lock.held"
+                "chats-lock-held"
             };
             ctx.tf(
                 key,
@@ -124,7 +124,7 @@ impl HeadView {
 }
 
 pub(super) fn status_key(status: ConversationStatus) -> String {
-    format!("common.status.{status}")
+    format!("common-status-{status}")
 }
 
 /// (what to show as the name, whether it is the LINE user id in its place)

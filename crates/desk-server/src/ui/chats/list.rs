@@ -170,7 +170,7 @@ pub(super) async fn load_rows(
     };
     let id = p.customer_id.trim();
     if !id.is_empty() && parse_code_query(id).is_none() {
-        out.error = Some(ctx.t("chats.error.customer_id").to_owned());
+        out.error = Some(ctx.t("chats-error-customer_id").to_owned());
         return Ok(out);
     }
     let filter = match p.to_query().to_filter() {
@@ -200,7 +200,7 @@ pub(super) async fn list_page(
     State(st): State<AppState>,
     Query(p): Query<ListParams>,
 ) -> PageResult {
-    let ctx = page.ctx_t("chats.title");
+    let ctx = page.ctx_t("chats-title");
     let r = load_rows(&st, &ctx, &p).await?;
     Ok(render(&ListPage {
         ctx,
@@ -220,7 +220,7 @@ pub(super) async fn list_rows(
     State(st): State<AppState>,
     Query(p): Query<ListParams>,
 ) -> PageResult {
-    let ctx = page.ctx_t("chats.title");
+    let ctx = page.ctx_t("chats-title");
     Ok(render(&load_rows(&st, &ctx, &p).await?))
 }
 

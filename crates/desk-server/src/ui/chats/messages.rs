@@ -131,9 +131,9 @@ impl MsgView {
             MessageKind::Sticker => {
                 let words = s("text");
                 let label = if words.is_empty() {
-                    ctx.t("chats.msg.sticker").to_owned()
+                    ctx.t("chats-msg-sticker").to_owned()
                 } else {
-                    format!("{}（{}）", ctx.t("chats.msg.sticker"), words)
+                    format!("{}（{}）", ctx.t("chats-msg-sticker"), words)
                 };
                 match sticker_image_url(&s("sticker_id")) {
                     Some(url) => Body::Sticker { url, label },
@@ -182,9 +182,9 @@ impl MsgView {
         let wait_reason = crate::delivery_view::wait_reason(&m, f.mode, &f.state, f.now_ms)
             .map(|r| match r {
                 crate::delivery_view::WaitReason::Retry { at } => {
-                    ctx.tf("chats.wait.retry", [("at", short(at, tz).as_str())])
+                    ctx.tf("chats-wait-retry", [("at", short(at, tz).as_str())])
                 }
-                r => ctx.t(&format!("chats.wait.{}", r.code())).to_owned(),
+                r => ctx.t(&format!("chats-wait-{}", r.code())).to_owned(),
             })
             .unwrap_or_default();
         let problem = crate::delivery_view::problem(&m);
@@ -192,16 +192,16 @@ impl MsgView {
             && desk_core::status::may_cancel(&f.viewer, m.agent_id, &f.state);
         let cancelled_note = match (m.cancelled_at, &m.cancelled_by_name) {
             (Some(at), Some(name)) => ctx.tf(
-                "chats.msg.cancelled_by",
+                "chats-msg-cancelled_by",
                 [("name", name.as_str()), ("at", short(at, tz).as_str())],
             ),
-            (Some(at), None) => ctx.tf("chats.msg.cancelled_at", [("at", short(at, tz).as_str())]),
+            (Some(at), None) => ctx.tf("chats-msg-cancelled_at", [("at", short(at, tz).as_str())]),
             _ => String::new(),
         };
         let passcode_key = match m.passcode_outcome.as_deref() {
-            Some("linked") => Some("chats.passcode.linked"),
-            Some("failed") => Some("chats.passcode.failed"),
-            Some("throttled") => Some("chats.passcode.throttled"),
+            Some("linked") => Some("chats-passcode-linked"),
+            Some("failed") => Some("chats-passcode-failed"),
+            Some("throttled") => Some("chats-passcode-throttled"),
             _ => None,
         };
         let shown = match (outgoing, m.sent_at) {
@@ -211,14 +211,14 @@ impl MsgView {
         let times_title = match m.sent_at {
             Some(sent) if outgoing => format!(
                 "{} {} / {} {}",
-                ctx.t("chats.msg.written"),
+                ctx.t("chats-msg-written"),
                 with_seconds(m.created_at, tz),
-                ctx.t("chats.msg.delivered"),
+                ctx.t("chats-msg-delivered"),
                 with_seconds(sent, tz)
             ),
             _ if outgoing => format!(
                 "{} {}",
-                ctx.t("chats.msg.written"),
+                ctx.t("chats-msg-written"),
                 with_seconds(m.created_at, tz)
             ),
             _ => with_seconds(m.created_at, tz),
@@ -231,7 +231,7 @@ impl MsgView {
                 .then(|| SystemLine::new(&details, m.text.as_deref())),
             body,
             agent: if from_desk {
-                ctx.t("chats.msg.desk").to_owned()
+                ctx.t("chats-msg-desk").to_owned()
             } else {
                 m.agent_name.unwrap_or_default()
             },
@@ -257,9 +257,9 @@ impl MsgView {
     pub(super) fn kind_key(kind: &str) -> String {
         match kind {
             "image" | "video" | "audio" | "file" | "sticker" | "location" => {
-                format!("chats.msg.{kind}")
+                format!("chats-msg-{kind}")
             }
-            _ => "chats.msg.file".into(),
+            _ => "chats-msg-file".into(),
         }
     }
 
@@ -322,7 +322,7 @@ impl SystemLine {
     pub(super) fn render(&self, ctx: &PageCtx) -> String {
         match self.event.as_str() {
             "customer_linked" => ctx.tf(
-                "customers.system.linked",
+                "customers-system-linked",
                 [("code", self.code.as_str()), ("name", self.name.as_str())],
             ),
             _ => self.text.clone(),

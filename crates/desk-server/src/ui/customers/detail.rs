@@ -32,7 +32,7 @@ pub(super) struct ChatLine {
 
 impl ChatLine {
     fn status_key(&self) -> String {
-        format!("common.status.{}", self.status)
+        format!("common-status-{}", self.status)
     }
 }
 
@@ -55,25 +55,25 @@ impl HistoryLine {
         let via = h.via();
         let who = match (&h.actor_name, via) {
             (Some(name), _) => name.clone(),
-            (None, Some(LinkVia::Passcode)) => ctx.t("customers.history.by_line").to_owned(),
-            (None, _) => ctx.t("customers.history.system").to_owned(),
+            (None, Some(LinkVia::Passcode)) => ctx.t("customers-history-by_line").to_owned(),
+            (None, _) => ctx.t("customers-history-system").to_owned(),
         };
         let note = match (h.action, via) {
             (HistoryAction::Linked, Some(LinkVia::Passcode)) => ctx.tf(
-                "customers.history.via_passcode",
+                "customers-history-via_passcode",
                 [("code", h.new_value.as_deref().unwrap_or_default())],
             ),
             (HistoryAction::Unlinked, Some(LinkVia::Deleted)) => {
-                ctx.t("customers.history.via_deleted").to_owned()
+                ctx.t("customers-history-via_deleted").to_owned()
             }
             (HistoryAction::Unlinked, Some(LinkVia::Passcode)) => {
-                ctx.t("customers.history.via_other").to_owned()
+                ctx.t("customers-history-via_other").to_owned()
             }
             (HistoryAction::PasscodeIssued, _) => h
                 .valid_until
                 .map(|t| {
                     ctx.tf(
-                        "customers.history.valid_until",
+                        "customers-history-valid_until",
                         [("at", short(t, tz).as_str())],
                     )
                 })
@@ -91,11 +91,11 @@ impl HistoryLine {
         HistoryLine {
             at: short(h.at, tz),
             who,
-            action_key: format!("customers.action.{}", h.action),
+            action_key: format!("customers-action-{}", h.action),
             field_key: h
                 .field
                 .filter(|f| desk_store::customers::FIELDS.contains(&f.as_str()))
-                .map(|f| format!("customers.field.{f}"))
+                .map(|f| format!("customers-field-{f}"))
                 .unwrap_or_default(),
             old,
             new,
@@ -142,7 +142,7 @@ pub(super) async fn detail(
     page: &PageUser,
     id: i64,
 ) -> Result<DetailPage, PageError> {
-    let ctx = page.ctx_t("customers.detail.title");
+    let ctx = page.ctx_t("customers-detail-title");
     let c = st.store.customer(id).await?.ok_or(NOT_FOUND)?;
     let tz = st.config.time_zone;
     let now = st.now_ms();
@@ -154,9 +154,9 @@ pub(super) async fn detail(
         "{} {} - {}",
         c.code(),
         c.name,
-        ctx.t("customers.detail.title")
+        ctx.t("customers-detail-title")
     );
-    let heading = ctx.tf("customers.detail.heading", [("code", c.code().as_str())]);
+    let heading = ctx.tf("customers-detail-heading", [("code", c.code().as_str())]);
     let valid_until_value = match &passcode {
         Some(p) if p.valid_until > now => local_input(p.valid_until, tz),
         _ => local_input(now + desk_core::passcode::DEFAULT_VALIDITY_MS, tz),
@@ -217,13 +217,13 @@ pub(super) async fn detail_page(
         "created" => {
             d.ok_text = Some(
                 d.ctx
-                    .tf("customers.msg.created", [("code", d.code.as_str())]),
+                    .tf("customers-msg-created", [("code", d.code.as_str())]),
             );
         }
-        "saved" => d.ok = Some("customers.msg.saved"),
-        "unchanged" => d.ok = Some("customers.msg.unchanged"),
-        "passcode" => d.ok = Some("customers.msg.passcode"),
-        "unlinked" => d.ok = Some("customers.msg.unlinked"),
+        "saved" => d.ok = Some("customers-msg-saved"),
+        "unchanged" => d.ok = Some("customers-msg-unchanged"),
+        "passcode" => d.ok = Some("customers-msg-passcode"),
+        "unlinked" => d.ok = Some("customers-msg-unlinked"),
         _ => {}
     }
     Ok(render(&d))
@@ -234,7 +234,7 @@ pub(super) fn back(id: i64, msg: &str) -> PageResult {
 }
 
 /// The customer is gone (deleted meanwhile, or a wrong link).
-pub(super) const NOT_FOUND: PageError = PageError::NotFound("customers.error.not_found");
+pub(super) const NOT_FOUND: PageError = PageError::NotFound("customers-error-not_found");
 
 /// The store's "no such customer" as the customer 404 page.
 pub(super) fn missing(e: StoreError) -> PageError {

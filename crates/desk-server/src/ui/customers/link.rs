@@ -39,12 +39,12 @@ pub(super) async fn link_view(
     chat_id: i64,
     p: SearchParams,
 ) -> Result<LinkPage, PageError> {
-    let ctx = page.ctx_t("customers.link.title");
+    let ctx = page.ctx_t("customers-link-title");
     let chat = st
         .store
         .conversation(chat_id)
         .await?
-        .ok_or(PageError::NotFound("common.error.not_found"))?;
+        .ok_or(PageError::NotFound("common-error-not_found"))?;
     let base_path = format!("/chats/{chat_id}/customer");
     let (found, error) = search(st, &ctx, &p, LINK_PAGE_SIZE, &base_path)
         .await?
@@ -122,7 +122,7 @@ pub(super) async fn link(
         }
     };
     let Ok(customer_id) = form.customer_id.trim().parse::<i64>() else {
-        return again("customers.error.select").await;
+        return again("customers-error-select").await;
     };
     match st
         .store
@@ -133,8 +133,8 @@ pub(super) async fn link(
             tracing::info!(agent = %page.user().login, chat = chat_id, customer = customer_id, "LINE user linked");
             Ok(Redirect::to(&format!("/chats/{chat_id}")).into_response())
         }
-        LinkOutcome::NoCustomer => again("customers.error.not_found").await,
-        LinkOutcome::NoConversation => Err(PageError::NotFound("common.error.not_found")),
+        LinkOutcome::NoCustomer => again("customers-error-not_found").await,
+        LinkOutcome::NoConversation => Err(PageError::NotFound("common-error-not_found")),
     }
 }
 
@@ -152,6 +152,6 @@ pub(super) async fn unlink_from_chat(
         UnlinkOutcome::Unlinked { .. } | UnlinkOutcome::NotLinked => {
             Ok(Redirect::to(&format!("/chats/{chat_id}")).into_response())
         }
-        UnlinkOutcome::NoConversation => Err(PageError::NotFound("common.error.not_found")),
+        UnlinkOutcome::NoConversation => Err(PageError::NotFound("common-error-not_found")),
     }
 }

@@ -35,10 +35,10 @@ pub(super) async fn list(
     page: &PageUser,
     p: SearchParams,
 ) -> Result<ListPage, PageError> {
-    let ctx = page.ctx_t("customers.title");
+    let ctx = page.ctx_t("customers-title");
     let (found, error) = search(st, &ctx, &p, PAGE_SIZE, "/customers").await?.shown();
     let ok = match p.msg.as_str() {
-        "deleted" => Some("customers.msg.deleted"),
+        "deleted" => Some("customers-msg-deleted"),
         _ => None,
     };
     Ok(ListPage {

@@ -150,7 +150,7 @@ pub(super) async fn search(
         String::new()
     } else {
         ctx.tf(
-            "customers.range",
+            "customers-range",
             [
                 ("from", (before + 1).to_string().as_str()),
                 ("to", shown_to.to_string().as_str()),
