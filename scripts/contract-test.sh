@@ -10,20 +10,22 @@
 #
 #   ./scripts/contract-test.sh            # ~1-2 minutes
 #   MAX_EXAMPLES=200 ./scripts/contract-test.sh   # a longer search
-#   SEED=7 ./scripts/contract-test.sh             # other inputs (the default seed is fixed)
+#
+# The inputs are deterministic (the same on every run), so CI does not flicker; a longer
+# search with MAX_EXAMPLES tries more of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 MAX_EXAMPLES="${MAX_EXAMPLES:-25}"
-SEED="${SEED:-20261203}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 VENV="$TARGET/contract-test/venv"
 BIN="$TARGET/debug/linedesk"
 
 say() { printf '\n== %s\n' "$*"; }
 
-if [ ! -x "$VENV/bin/st" ] || ! "$VENV/bin/pip" show schemathesis 2>/dev/null | grep -qx "Version: $SCHEMATHESIS_VERSION"; then
+installed=$("$VENV/bin/pip" show schemathesis 2>/dev/null || true)
+if [ ! -x "$VENV/bin/st" ] || ! grep -qx "Version: $SCHEMATHESIS_VERSION" <<<"$installed"; then
   say "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
@@ -68,20 +70,23 @@ done
 curl -fs "$DESK/healthz" >/dev/null || { cat "$WORK/desk.log" >&2; echo "the desk did not start" >&2; exit 1; }
 
 say "seeding: LINE users writing, a customer, a linked chat, an agent's messages"
-api() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
-emu() { curl -fsS -H 'Content-Type: application/json' "$@"; }
+api() { curl -sS --fail-with-body -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
+emu() { curl -sS --fail-with-body -H 'Content-Type: application/json' "$@"; }
 PNG=$(python3 -c 'import base64,struct,zlib
 def chunk(t,d): return struct.pack(">I",len(d))+t+d+struct.pack(">I",zlib.crc32(t+d))
 raw=b"".join(b"\x00"+b"\xff\x00\x00"*4 for _ in range(4))
 print(base64.b64encode(b"\x89PNG\r\n\x1a\n"+chunk(b"IHDR",struct.pack(">IIBBBBB",4,4,8,2,0,0,0))+chunk(b"IDAT",zlib.compress(raw))+chunk(b"IEND",b"")).decode())')
-for u in Ucontract1 Ucontract2 Ucontract3; do
-  emu -X POST "$EMU/_emulator/users" -d "{\"display_name\":\"利用者 $u\",\"user_id\":\"$u\"}" >/dev/null
+U1=U00000000000000000000000000000001
+U2=U00000000000000000000000000000002
+U3=U00000000000000000000000000000003
+for u in $U1 $U2 $U3; do
+  emu -X POST "$EMU/_emulator/users" -d "{\"display_name\":\"利用者 ${u: -1}\",\"user_id\":\"$u\"}" >/dev/null
 done
-emu -X POST "$EMU/_emulator/users/Ucontract1/messages" -d '{"text":"こんにちは"}' >/dev/null
-emu -X POST "$EMU/_emulator/users/Ucontract1/messages" -d '{"sticker":{"package_id":"446","sticker_id":"1988"}}' >/dev/null
-emu -X POST "$EMU/_emulator/users/Ucontract2/messages" -d "{\"image_base64\":\"$PNG\"}" >/dev/null
-emu -X POST "$EMU/_emulator/users/Ucontract2/messages" -d '{"location":{"title":"本社","address":"東京都","latitude":35.68,"longitude":139.76}}' >/dev/null
-emu -X POST "$EMU/_emulator/users/Ucontract3/messages" -d '{"text":"@000-000"}' >/dev/null
+emu -X POST "$EMU/_emulator/users/$U1/messages" -d '{"text":"こんにちは"}' >/dev/null
+emu -X POST "$EMU/_emulator/users/$U1/messages" -d '{"sticker":{"package_id":"446","sticker_id":"1988"}}' >/dev/null
+emu -X POST "$EMU/_emulator/users/$U2/messages" -d "{\"image_base64\":\"$PNG\"}" >/dev/null
+emu -X POST "$EMU/_emulator/users/$U2/messages" -d '{"location":{"title":"本社","address":"東京都","latitude":35.68,"longitude":139.76}}' >/dev/null
+emu -X POST "$EMU/_emulator/users/$U3/messages" -d '{"text":"@000-000"}' >/dev/null
 # The webhook answers at once; its messages are written just after.
 for _ in $(seq 1 50); do
   [ "$(api "$DESK/api/v1/conversations" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["conversations"]))')" -ge 3 ] && break
@@ -94,7 +99,7 @@ api -X POST "$DESK/api/v1/conversations/1/status" -d '{"status":"in_progress"}' 
 api -X POST "$DESK/api/v1/conversations/1/messages" -d '{"text":"お問い合わせありがとうございます"}' >/dev/null
 api -X POST "$DESK/api/v1/conversations/2/status" -d '{"status":"done"}' >/dev/null
 
-say "schemathesis $SCHEMATHESIS_VERSION: at most $MAX_EXAMPLES examples per operation, seed $SEED"
+say "schemathesis $SCHEMATHESIS_VERSION: at most $MAX_EXAMPLES examples per operation"
 # /events is a stream that never ends: its contract is covered by the Rust tests.
 "$VENV/bin/st" run "$DESK/api/v1/openapi.json" \
   --url "$DESK/api/v1" \
@@ -102,9 +107,7 @@ say "schemathesis $SCHEMATHESIS_VERSION: at most $MAX_EXAMPLES examples per oper
   --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
   --exclude-path /events \
   --max-examples "$MAX_EXAMPLES" \
-  --seed "$SEED" \
   --generation-deterministic \
-  --generation-database none \
   --request-timeout 20 \
   --workers 2 \
   --no-color \

@@ -229,6 +229,16 @@ async fn a_request_the_api_cannot_read_gets_the_error_body() {
             415,
         ),
         (
+            "a status change without a body",
+            d.http
+                .post(format!("{}/api/v1/conversations/1/status", d.url))
+                .bearer_auth(&d.token)
+                .send()
+                .await
+                .unwrap(),
+            415,
+        ),
+        (
             "an id that is no number",
             d.http
                 .get(format!("{}/api/v1/conversations/abc", d.url))
@@ -236,7 +246,17 @@ async fn a_request_the_api_cannot_read_gets_the_error_body() {
                 .send()
                 .await
                 .unwrap(),
-            400,
+            404,
+        ),
+        (
+            "an id beyond 64 bits",
+            d.http
+                .get(format!("{}/api/v1/customers/9223372036854775808", d.url))
+                .bearer_auth(&d.token)
+                .send()
+                .await
+                .unwrap(),
+            404,
         ),
         (
             "a limit that is no number",
@@ -254,4 +274,29 @@ async fn a_request_the_api_cannot_read_gets_the_error_body() {
         assert!(body["error"]["code"].is_string(), "{what}: {body}");
         assert!(body["error"]["message"].is_string(), "{what}: {body}");
     }
+}
+
+#[tokio::test]
+async fn the_browsable_page_needs_a_login() {
+    let d = TestDesk::start(Backend::Sqlite).await;
+    let resp = d
+        .http
+        .get(format!("{}/api/docs", d.url))
+        .send()
+        .await
+        .unwrap();
+    let to_login = resp.url().path() == "/login"
+        || resp
+            .headers()
+            .get("location")
+            .is_some_and(|l| l.to_str().unwrap().starts_with("/login"));
+    assert!(to_login, "{} {}", resp.status(), resp.url());
+    // The document itself is public, as before: it holds no data.
+    let resp = d
+        .http
+        .get(format!("{}/api/v1/openapi.json", d.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }

@@ -50,13 +50,14 @@ pub(crate) struct StatusBody {
 /// waiting message the caller may cancel becomes `cancelled`).
 #[utoipa::path(post, path = "/conversations/{id}/status", tag = "conversations",
     params(("id" = i64, Path, description = "Conversation id")),
-    request_body = StatusBody,
+    request_body = inline(StatusBody),
     responses(
         (status = 200, description = "The chat", body = ConversationView),
         (status = 400, description = "Not a status, or not a choice for `unsent`", body = ErrorBody),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 404, description = "No such chat", body = ErrorBody),
         (status = 409, description = "`held_by_other`: another agent handles the chat", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
     ))]
 pub(crate) async fn set_status(
     State(st): State<AppState>,

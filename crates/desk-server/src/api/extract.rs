@@ -2,8 +2,9 @@
 //! cannot read is refused with the API's error body (`{"error": {"code", "message"}}`,
 //! as the document promises) instead of axum's plain-text rejection. A body that is not
 //! JSON, lacks a field or has one of the wrong type, and a path or query value of the wrong
-//! type, are all 400 `bad_request`; a body without `Content-Type: application/json` is
-//! 415 `unsupported_media_type`; one over the size limit 413 `too_large`.
+//! type, are 400 `bad_request`; a body without `Content-Type: application/json` is 415
+//! `unsupported_media_type`; one over the size limit 413 `too_large`; a path parameter that
+//! is not what the route takes (an id that is no number) 404 `not_found`.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
@@ -38,9 +39,11 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A path whose id is no id (`/conversations/abc`, or beyond 64 bits) names nothing: 404,
+/// as for an id that does not exist.
 impl From<PathRejection> for ApiError {
     fn from(e: PathRejection) -> ApiError {
-        refused(e.status(), e.body_text())
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", e.body_text())
     }
 }
 

@@ -26,8 +26,7 @@ pub struct ListQuery {
     /// The agent the list shows for a chat — its handler, or (not in progress) its last
     /// handler — by login or part of the name; with `status=in_progress` only chats held now.
     pub agent: Option<String>,
-    /// Page size, 1–500 (nearer bound for others), default 50.
-    #[param(minimum = 1, maximum = 500)]
+    /// Page size, default 50; taken as 1–500 (a number outside, as the nearer bound).
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,

@@ -189,8 +189,8 @@ pub struct SearchQuery {
     pub name: Option<String>,
     /// Part of the phone number; only its digits count (with or without hyphens).
     pub phone: Option<String>,
-    /// Page size, 1–500 (nearer bound for others), default 50.
-    #[param(minimum = 1, maximum = 500, default = 50)]
+    /// Page size, default 50; taken as 1–500 (a number outside, as the nearer bound).
+    #[param(default = 50)]
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub before: Option<String>,
