@@ -65,7 +65,7 @@ pub(crate) struct SendForm {
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum Sent {
-    One(MessageView),
+    One(Box<MessageView>),
     Group(SentGroup),
 }
 
@@ -238,7 +238,7 @@ pub(crate) async fn send(
         views.push(message_view(&st, row).await?);
     }
     let body = if views.len() == 1 {
-        Sent::One(views.remove(0))
+        Sent::One(Box::new(views.remove(0)))
     } else {
         Sent::Group(SentGroup {
             group_id: ids[0],
