@@ -55,3 +55,5 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test (SQLite and PostgreSQL)"
 cargo test --workspace
+say "API contract test (schemathesis against the real binary)"
+./scripts/contract-test.sh

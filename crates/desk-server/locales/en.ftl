@@ -454,3 +454,9 @@ sec-passcode-failures = Wrong passcodes in the last hour (whole desk):
 sec-passcode-refused = Attempts not checked because checks were paused:
 sec-passcode-hint = Wrong passcodes are checked at most 5 times an hour per LINE account and 20 times an hour on the whole desk. Attempts beyond that are not checked (the customer is not told).
 sec-host-refused = The desk is not available at this address. Open it at the URL your administrator set up.
+
+## api_docs: the API documentation page (templates/api_docs.html)
+api_docs-title = API documentation
+api_docs-intro = The JSON API (/api/v1) for the rest of the call-center system. 'Try it out' below makes real calls as the logged-in user. The OpenAPI document:
+api_docs-noscript = This page needs JavaScript. The OpenAPI document can be read directly at the link above.
+nav-api_docs = API

@@ -462,3 +462,9 @@ sec-passcode-failures = 直近1時間の誤ったパスコード（デスク全�
 sec-passcode-refused = 照合を停止中に届いたため照合しなかった送信:
 sec-passcode-hint = 1つのLINEアカウントは1時間に5回まで、デスク全体では1時間に20回まで誤ったパスコードを照合します。それを超えた送信は照合されません（お客様には知らされません）。
 sec-host-refused = このアドレスではデスクを利用できません。管理者が設定したデスクのURLから開いてください。
+
+## api_docs: the API documentation page (templates/api_docs.html)
+api_docs-title = API ドキュメント
+api_docs-intro = 他のシステムから使う JSON API (/api/v1) の説明です。下の「Try it out」はログイン中のユーザーとして実際に呼び出します。OpenAPI 文書:
+api_docs-noscript = この画面は JavaScript を使います。OpenAPI 文書は上のリンクから直接読めます。
+nav-api_docs = API

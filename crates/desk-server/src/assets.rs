@@ -1,4 +1,5 @@
-//! Browser assets embedded in the binary (the desk's CSS and JS; no third-party script),
+//! Browser assets embedded in the binary (the desk's CSS and JS, and Swagger UI for the API
+//! documentation page — the one third-party script, vendored from npm),
 //! served at `/assets/{name}`. Pages link them with [`url`], which appends a content hash
 //! (`?v=…`), so the year-long `immutable` cache is safe: a new build means new URLs.
 //! See `assets/README.md` for where the vendored files come from.
@@ -20,6 +21,11 @@ struct Asset {
 }
 
 const ASSETS: &[Asset] = &[
+    Asset {
+        name: "api-docs.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/api-docs.js"),
+    },
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -44,6 +50,16 @@ const ASSETS: &[Asset] = &[
         name: "customers.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../assets/customers.css"),
+    },
+    Asset {
+        name: "swagger-ui-bundle.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../assets/swagger-ui-bundle.js"),
+    },
+    Asset {
+        name: "swagger-ui.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../assets/swagger-ui.css"),
     },
 ];
 

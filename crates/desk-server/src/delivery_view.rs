@@ -36,6 +36,19 @@ pub enum WaitReason {
 }
 
 impl WaitReason {
+    /// Every [`WaitReason::code`] (the API document lists them).
+    pub const CODES: [&'static str; 9] = [
+        "sending",
+        "next_customer_message",
+        "invalid_reply_token",
+        "kept_for_next_handler",
+        "kept_for_handler",
+        "retry",
+        "queued",
+        "unauthorized",
+        "no_access_token",
+    ];
+
     /// The code: the API's `waiting_reason` and the locale key's last part.
     pub fn code(self) -> &'static str {
         match self {
@@ -150,6 +163,9 @@ mod tests {
             WaitReason::Unauthorized,
             WaitReason::NoAccessToken,
         ];
+        // The API document's list is this one (a new reason goes into CODES too).
+        let codes: Vec<&str> = reasons.iter().map(|r| r.code()).collect();
+        assert_eq!(codes, WaitReason::CODES);
         for r in reasons {
             for locale in Locale::ALL {
                 let key = format!("chats-wait-{}", r.code());

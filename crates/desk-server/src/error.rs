@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -92,19 +92,40 @@ impl ApiError {
     }
 }
 
+/// Every error's body, as sent (and as the API document describes it).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// What went wrong, for programs: `bad_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `held_by_other`, `not_in_progress`, `already_sending`, `not_waiting`,
+    /// `too_large`, `not_an_image`, `busy`, `internal`, …
+    pub code: &'static str,
+    /// In English.
+    pub message: String,
+    /// The locale key of the message, on errors an agent may see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'static str>,
+    /// The key's placeholders (present with `key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<std::collections::BTreeMap<&'static str, String>>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(key) = self.key {
-            error["key"] = json!(key);
-            let args: serde_json::Map<String, serde_json::Value> = self
-                .args
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), json!(v)))
-                .collect();
-            error["args"] = json!(args);
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                args: self.key.map(|_| self.args.into_iter().collect()),
+                key: self.key,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 

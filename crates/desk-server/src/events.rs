@@ -69,7 +69,20 @@ fn resync() -> Event {
     Event::default().event("resync").data("{}")
 }
 
-async fn events(
+/// Live changes, as Server-Sent Events
+///
+/// Events: `ready` (first connection: the current position), `conversation` (`{id}`),
+/// `message` (`{conversation_id, id}`), `settings` (`{}`) and `resync` (`{}`: reload
+/// everything — what was missed is unknown). Each has an id; a client that reconnects sends
+/// `Last-Event-ID` and gets what it missed, or `resync`. A stream ends when its session or
+/// token is no longer valid.
+#[utoipa::path(get, path = "/events", tag = "events",
+    params(("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received, to resume")),
+    responses(
+        (status = 200, description = "An event stream (never ends by itself)", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Not logged in", body = crate::error::ErrorBody),
+    ))]
+pub(crate) async fn events(
     State(st): State<AppState>,
     AuthUser(user): AuthUser,
     headers: HeaderMap,

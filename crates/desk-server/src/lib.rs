@@ -19,6 +19,7 @@ pub mod media_files;
 pub mod metrics;
 pub mod page;
 pub mod passwords;
+pub mod schema;
 pub mod security;
 pub mod sender;
 pub mod session;

@@ -157,14 +157,23 @@ pub async fn follow_changes(st: AppState) {
     }
 }
 
-#[derive(Deserialize)]
+/// LINE設定 to save: absent or empty secrets keep the stored ones.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = LineSettingsInput)]
 pub struct SaveBody {
+    #[schema(value_type = Option<crate::schema::ModeSchema>)]
     pub mode: Option<String>,
+    /// Write-only: never shown again.
     pub channel_secret: Option<String>,
+    /// Write-only: never shown again.
     pub channel_access_token: Option<String>,
-    /// Absent: unchanged; empty: no confirmation.
+    /// What a customer gets on LINE when their passcode linked them. Absent: unchanged;
+    /// empty: no confirmation. In Reply mode it answers the passcode message with that
+    /// message's own reply token.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub passcode_reply: Option<String>,
+    /// Send it in Push mode too (off by default: pushes count against the plan).
     #[serde(default)]
     pub passcode_reply_push: Option<bool>,
 }

@@ -296,6 +296,46 @@ async fn the_csp_blocks_injected_script_and_the_desk_still_works_postgres() {
     the_csp_blocks_injected_script_and_the_desk_still_works(Backend::Postgres).await;
 }
 
+/// The API documentation page (issue 11): Swagger UI, vendored and run from files under the
+/// pages' CSP, shows every operation of the generated document, and "Try it out" calls the
+/// API with the page's session.
+#[tokio::test]
+async fn the_api_documentation_page_shows_the_document_and_tries_it_out() {
+    let d = TestDesk::start(Backend::Sqlite).await;
+    d.agent_with_password("boss", "管理者", Role::Admin, "boss-password")
+        .await;
+    let b = Browser::start(&d).await;
+    b.login("boss", "boss-password").await;
+    b.open("/chats").await;
+    b.click("the API link", "a[href='/api/docs']").await;
+    b.wait_for("an operation", "#operations-conversations-list")
+        .await;
+    let doc = d.get("/api/v1/openapi.json").await;
+    let operations: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(b.count(".opblock").await, operations);
+    b.click(
+        "GET /conversations",
+        "#operations-conversations-list .opblock-summary-control",
+    )
+    .await;
+    b.click("Try it out", "#operations-conversations-list .try-out__btn")
+        .await;
+    b.click("Execute", "#operations-conversations-list .execute")
+        .await;
+    b.wait_text(
+        "the live answer",
+        "#operations-conversations-list .live-responses-table .response-col_status",
+        "200",
+    )
+    .await;
+    b.quit().await;
+}
+
 /// Items 11, 12 and 6 as an admin sees them in Chromium: the user's API tokens with a
 /// revoke button (after the confirmation, the token stops working), and LINE設定 with
 /// unsigned posts counted apart and the passcode guessing alarm. Screenshots go to the

@@ -1,19 +1,21 @@
 //! The read side of conversations: the list (V1), one chat (V2) and its history (C8).
 
-use axum::extract::{Path, Query, State};
+use axum::Router;
+use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use desk_core::ConversationStatus;
 use desk_store::conversations::StatusOutcome;
 use desk_store::outbox::UnsentChoice;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::extract::{Json, Path, Query};
 use super::views::{ConversationView, MessageView};
 use crate::auth::AuthUser;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 use crate::input::chat_list::ListQuery;
 use crate::input::non_empty;
+use crate::schema::{StatusSchema, UnsentChoiceSchema};
 use crate::time::{history_range, parse_date};
 use crate::{ApiError, AppState};
 
@@ -26,23 +28,43 @@ pub fn router() -> Router<AppState> {
         .route("/conversations/{id}/read", post(mark_read))
 }
 
-#[derive(Deserialize)]
-struct StatusBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct StatusBody {
+    #[schema(value_type = StatusSchema)]
     status: String,
     /// 完了/未読 with messages still waiting: `keep` (そのまま送る, the default) or `cancel`
     /// (取り消す). The UI always asks; an API client that does not say keeps them, so
     /// nothing an agent wrote is dropped unless someone chose so.
     #[serde(default)]
+    #[schema(value_type = Option<UnsentChoiceSchema>, default = "keep")]
     unsent: Option<String>,
 }
 
-/// 対応中 / 完了 / 未読 (C3–C5). 409 when another agent holds the chat.
-async fn set_status(
+/// 未読 / 対応中 / 完了 (the handling lock; C3–C5)
+///
+/// 409 `held_by_other` when another agent holds the chat (admins may release with `done`
+/// or `unread`). `unsent` decides what becomes of messages still waiting when the chat is
+/// completed or released: `keep` (そのまま送る — the default for clients that do not say:
+/// nothing an agent wrote is dropped unless someone chose so; in Reply mode they go right
+/// after the next handler's own answer, who may cancel them) or `cancel` (取り消す: each
+/// waiting message the caller may cancel becomes `cancelled`).
+#[utoipa::path(post, path = "/conversations/{id}/status", tag = "conversations",
+    params(("id" = i64, Path, description = "Conversation id")),
+    request_body = inline(StatusBody),
+    responses(
+        (status = 200, description = "The chat", body = ConversationView),
+        (status = 400, description = "Not a status, or not a choice for `unsent`", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+        (status = 409, description = "`held_by_other`: another agent handles the chat", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    ))]
+pub(crate) async fn set_status(
     State(st): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
     Json(body): Json<StatusBody>,
-) -> ApiResult<Json<ConversationView>> {
+) -> ApiResult<axum::Json<ConversationView>> {
     let to: ConversationStatus = body.status.parse().map_err(|_| {
         ApiError::localized(
             axum::http::StatusCode::BAD_REQUEST,
@@ -86,21 +108,44 @@ fn not_found() -> ApiError {
     )
 }
 
-/// The agent opened the chat: its unread count goes to zero.
-async fn mark_read(
+/// Mark read: the agent opened the chat, its unread count goes to zero
+#[utoipa::path(post, path = "/conversations/{id}/read", tag = "conversations",
+    params(("id" = i64, Path, description = "Conversation id")),
+    responses(
+        (status = 200, description = "The chat", body = ConversationView),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+    ))]
+pub(crate) async fn mark_read(
     State(st): State<AppState>,
     user: AuthUser,
     Path(id): Path<i64>,
-) -> ApiResult<Json<ConversationView>> {
+) -> ApiResult<axum::Json<ConversationView>> {
     st.store.mark_read(id).await?;
     one(State(st), user, Path(id)).await
 }
 
-async fn list(
+/// A page of the chat list.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ConversationPage {
+    conversations: Vec<ConversationView>,
+    /// Pass as `after` for the next page; null on the last.
+    next: Option<String>,
+}
+
+/// The chat list (LINEチャット一覧), newest activity first
+#[utoipa::path(get, path = "/conversations", tag = "conversations",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page", body = ConversationPage),
+        (status = 400, description = "A filter the list cannot take", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+    ))]
+pub(crate) async fn list(
     State(st): State<AppState>,
     _user: AuthUser,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::Json<ConversationPage>> {
     let filter = q.to_filter()?;
     let rows = st.store.list_conversations(&filter).await?;
     let next = if rows.len() as i64 == filter.limit {
@@ -114,32 +159,69 @@ async fn list(
         .into_iter()
         .map(|r| ConversationView::new(r, tz))
         .collect();
-    Ok(Json(json!({"conversations": list, "next": next})))
+    Ok(axum::Json(ConversationPage {
+        conversations: list,
+        next,
+    }))
 }
 
-async fn one(
+/// One chat
+#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations",
+    params(("id" = i64, Path, description = "Conversation id")),
+    responses(
+        (status = 200, description = "The chat", body = ConversationView),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+    ))]
+pub(crate) async fn one(
     State(st): State<AppState>,
     _user: AuthUser,
     Path(id): Path<i64>,
-) -> ApiResult<Json<ConversationView>> {
+) -> ApiResult<axum::Json<ConversationView>> {
     let row = st.store.conversation(id).await?.ok_or_else(not_found)?;
     let mut view = ConversationView::new(row, st.config.time_zone);
     view.waiting = st.store.waiting_count(id).await?;
-    Ok(Json(view))
+    Ok(axum::Json(view))
 }
 
-#[derive(Deserialize)]
-struct RangeQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RangeQuery {
+    /// First day (inclusive), default six days before `to`; `YYYY-MM-DD` with a four-digit
+    /// year (anything else is 400).
+    #[param(format = Date)]
     from: Option<String>,
+    /// Last day (inclusive), default today; `YYYY-MM-DD` with a four-digit year (anything
+    /// else is 400).
+    #[param(format = Date)]
     to: Option<String>,
 }
 
-async fn messages(
+/// A chat's history.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MessageList {
+    messages: Vec<MessageView>,
+}
+
+/// A chat's history in the order the customer saw it
+///
+/// An agent message at its delivery time (`delivered_at`), everything else when written or
+/// received; messages still waiting (未送信) last, in the order written, when the range
+/// reaches today.
+#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "conversations",
+    params(("id" = i64, Path, description = "Conversation id"), RangeQuery),
+    responses(
+        (status = 200, description = "Messages", body = MessageList),
+        (status = 400, description = "`from` or `to` is not a date, or `from` is after `to`", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+    ))]
+pub(crate) async fn messages(
     State(st): State<AppState>,
     _user: AuthUser,
     Path(id): Path<i64>,
     Query(q): Query<RangeQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::Json<MessageList>> {
     let Some(ctx) = st.store.send_context(id).await? else {
         return Err(not_found());
     };
@@ -160,5 +242,5 @@ async fn messages(
         .into_iter()
         .map(|m| MessageView::with_wait(m, tz, mode, &ctx.state, now))
         .collect();
-    Ok(Json(json!({"messages": list})))
+    Ok(axum::Json(MessageList { messages: list }))
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::post;
@@ -16,12 +16,14 @@ use desk_core::planner::{MAX_OBJECTS_PER_CALL, TextInputError, check_agent_text}
 use desk_core::status::{ConversationState, ConversationStatus};
 use desk_store::messages::MessageRow;
 use desk_store::outbox::{CancelOutcome, HandlerWrite, NewOutgoing, NotHandler};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
+use super::extract::Path;
 use super::views::MessageView;
 use crate::auth::AuthUser;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 use crate::images::{self, ImageError};
 use crate::{ApiError, AppState, sender};
 
@@ -38,9 +40,42 @@ pub fn router() -> Router<AppState> {
 /// One request carries at most this much: one image of the largest size, and its text.
 const MAX_REQUEST_BYTES: usize = images::MAX_UPLOAD_BYTES + 1024 * 1024;
 
-#[derive(Deserialize)]
-struct TextBody {
+/// One text.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = SendText)]
+pub(crate) struct TextBody {
+    /// At most 5000 characters (LINE counts UTF-16 units).
+    #[schema(max_length = 5000)]
     text: String,
+}
+
+/// One press of 送信: parts named `text` or `image`, repeated, in the order composed (at most
+/// 5 parts, at most 20 MB in all).
+#[derive(ToSchema)]
+#[schema(as = SendParts)]
+#[allow(dead_code)] // describes the multipart form `send` reads part by part
+pub(crate) struct SendForm {
+    /// A text part (its place among the parts is its place in the group).
+    text: Option<String>,
+    /// An image part (JPEG, PNG, GIF, WebP or BMP; re-encoded for LINE).
+    #[schema(value_type = Option<String>, format = Binary)]
+    image: Option<Vec<u8>>,
+}
+
+/// What one press of 送信 sent: one message, or the group.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Sent {
+    One(Box<MessageView>),
+    Group(SentGroup),
+}
+
+/// Several messages sent as one group.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SentGroup {
+    /// The id of the group's first message (every message's `group_id`).
+    group_id: i64,
+    messages: Vec<MessageView>,
 }
 
 /// How long the API waits for the first delivery attempt before answering `unsent`.
@@ -62,16 +97,41 @@ fn bad(key: &'static str, args: Vec<(&'static str, String)>) -> ApiError {
     ApiError::localized(StatusCode::BAD_REQUEST, "bad_request", key, args)
 }
 
-/// Sends one press of 送信 (C6, C7; issue 10). JSON `{"text"}` is one text; multipart is a
-/// group — `text` and `image` parts in the order composed (up to 5), written together,
-/// delivered together (never split across reply tokens) and in that order. One part answers
-/// the message (as before); several answer `{"group_id", "messages": [...]}`.
-async fn send(
+/// Send (送信): one text, or one press of 送信 — a text and images — as one group
+///
+/// JSON `{"text"}` sends one text. Multipart sends one press: `text` and `image` parts in
+/// the order composed (at most 5 parts, at most 20 MB in all); its messages are written
+/// together (all or nothing), go in that order, and in Reply mode travel in one reply call
+/// whenever they fit (never split across reply tokens). A single part answers the message;
+/// several answer `{group_id, messages}`. Only the handling agent of an in-progress chat may
+/// send (409 `held_by_other` | `not_in_progress`). One delivery attempt runs before the
+/// answer: `delivery` is `sent`, or `unsent` with `waiting_reason`. The right to send is
+/// checked before an uploaded image is read, decoded or stored. Images are sniffed from
+/// their bytes; at most 20 MB and 25 megapixels (the size is read from the header before
+/// decoding); one image is decoded at a time, a few more wait, beyond that 503 `busy`.
+/// (C6, C7; issue 10)
+#[utoipa::path(post, path = "/conversations/{id}/messages", tag = "sending",
+    params(("id" = i64, Path, description = "Conversation id")),
+    request_body(content(
+        (TextBody = "application/json"),
+        (SendForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, description = "The message, or the group", body = Sent),
+        (status = 400, description = "Blank or too long a text, no parts, more than 5, an unreadable image or form", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+        (status = 409, description = "`held_by_other` | `not_in_progress`: only the handling agent may send", body = ErrorBody),
+        (status = 413, description = "`too_large` | `too_many_pixels`", body = ErrorBody),
+        (status = 415, description = "`not_an_image`, or neither JSON nor multipart", body = ErrorBody),
+        (status = 503, description = "`busy`: too many images being decoded; try again", body = ErrorBody),
+    ))]
+pub(crate) async fn send(
     State(st): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
     req: Request,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Sent>)> {
     let is_multipart = req
         .headers()
         .get(CONTENT_TYPE)
@@ -179,9 +239,12 @@ async fn send(
         views.push(message_view(&st, row).await?);
     }
     let body = if views.len() == 1 {
-        serde_json::to_value(views.remove(0)).map_err(ApiError::internal)?
+        Sent::One(Box::new(views.remove(0)))
     } else {
-        json!({"group_id": ids[0], "messages": views})
+        Sent::Group(SentGroup {
+            group_id: ids[0],
+            messages: views,
+        })
     };
     Ok((StatusCode::CREATED, Json(body)))
 }
@@ -303,7 +366,16 @@ async fn attempt_now(st: &AppState, conversation_id: i64, message_id: i64) {
     }
 }
 
-async fn resend(
+/// 再送: queue a failed or uncertain message again (the handling agent only)
+#[utoipa::path(post, path = "/messages/{id}/resend", tag = "sending",
+    params(("id" = i64, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 404, description = "No such message, or not one to resend", body = ErrorBody),
+        (status = 409, description = "`held_by_other` | `not_in_progress`: only the handling agent may resend", body = ErrorBody),
+    ))]
+pub(crate) async fn resend(
     State(st): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,
@@ -323,9 +395,22 @@ async fn resend(
     Ok(Json(message_view(&st, row).await?))
 }
 
-/// 取消: takes back a message that still waits (its author at any time, the chat's handler,
-/// an admin). 409 once a request carrying it is under way, or when it no longer waits.
-async fn cancel(
+/// 取消: take back a message that still waits
+///
+/// Its author may at any time, the agent handling the chat now may (messages kept from an
+/// earlier handling), admins may. It stays in the history as `cancelled` and is never sent.
+/// 409 `already_sending` once a request carrying it is under way (it can no longer be taken
+/// back), 409 `not_waiting` when it no longer waits, 403 for anyone else.
+#[utoipa::path(post, path = "/messages/{id}/cancel", tag = "sending",
+    params(("id" = i64, Path, description = "Message id")),
+    responses(
+        (status = 200, description = "The message, cancelled", body = MessageView),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not the author, the handling agent or an admin", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
+        (status = 409, description = "`already_sending` | `not_waiting`", body = ErrorBody),
+    ))]
+pub(crate) async fn cancel(
     State(st): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<i64>,

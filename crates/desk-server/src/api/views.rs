@@ -7,40 +7,57 @@ use desk_store::conversations::ConversationRow;
 use desk_store::messages::MessageRow;
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
+use crate::schema::{
+    DeliverySchema, DeliveryShownSchema, DirectionSchema, MediaStateSchema, MessageTypeSchema,
+    PasscodeOutcomeSchema, ProblemDoc, ProfileStateSchema, StatusSchema, WaitReasonSchema,
+};
 use crate::time::rfc3339;
 
-#[derive(Serialize)]
+/// An agent (a user of the desk).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Agent)]
 pub struct AgentView {
     pub id: i64,
     pub login: String,
     pub name: String,
 }
 
-#[derive(Serialize)]
+/// The customer the chat's LINE user is linked to.
+#[derive(Serialize, ToSchema)]
 pub struct CustomerRef {
     pub id: i64,
+    #[schema(example = "#C15")]
     pub code: String,
     pub name: String,
     pub phone: String,
 }
 
-#[derive(Serialize)]
+/// A chat (the API calls it a conversation): one LINE user's talk with the desk.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Conversation)]
 pub struct ConversationView {
     pub id: i64,
     pub line_user_id: String,
     /// LINE's display name; null until the profile is fetched (show the user id meanwhile).
     pub display_name: Option<String>,
     pub picture_url: Option<String>,
+    #[schema(value_type = StatusSchema)]
     pub status: ConversationStatus,
+    /// The handling agent (対応中), or the last one.
     pub agent: Option<AgentView>,
+    /// The linked customer (登録済); null: 未登録.
     pub customer: Option<CustomerRef>,
+    /// When the current handling began (対応中).
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
+    #[schema(format = DateTime)]
     pub last_message_at: String,
     pub unread_count: i64,
     /// The user blocked the account (unfollow); the history stays.
     pub blocked: bool,
-    /// `pending` | `ok` | `unavailable`.
+    #[schema(value_type = ProfileStateSchema)]
     pub profile_state: String,
     /// How many agent messages wait (未送信) — what 完了/未読 asks about (`unsent`). Filled
     /// for one conversation; 0 in lists.
@@ -77,46 +94,62 @@ impl ConversationView {
     }
 }
 
-#[derive(Serialize)]
+/// A message of a chat: the customer's, an agent's, or one the desk wrote.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Message)]
 pub struct MessageView {
     pub id: i64,
     pub conversation_id: i64,
+    #[schema(value_type = DirectionSchema)]
     pub direction: Direction,
     #[serde(rename = "type")]
+    #[schema(value_type = MessageTypeSchema)]
     pub kind: String,
     pub text: Option<String>,
     /// Where the desk serves the file (login needed); null while not fetched.
     pub media_url: Option<String>,
     pub media_content_type: Option<String>,
-    /// `none` | `pending` (not yet fetched from LINE; retried) | `ok` | `failed` (LINE no longer has it).
+    #[schema(value_type = MediaStateSchema)]
     pub media_state: String,
     /// Sticker ids, location, file name, … by type.
+    #[schema(value_type = Option<Object>)]
     pub details: Option<Value>,
+    /// The agent who wrote it.
     pub agent: Option<AgentView>,
     /// When the agent wrote it (or the desk received it).
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// When LINE accepted it: what the customer saw (the history is ordered by this).
+    #[schema(format = DateTime)]
     pub delivered_at: Option<String>,
     /// One press of 送信 (a text and its images) shares a group: the id of its first message.
     pub group_id: i64,
     /// `received` | `sent` | `unsent` (waiting: 未送信) | `failed` (docs/interface.md) | `cancelled`
     /// (取消: taken back while it waited; never sent).
+    #[schema(value_type = DeliveryShownSchema)]
     pub delivery: String,
     /// The exact state: as `delivery`, but `uncertain` where LINE may or may not have
     /// delivered a reply (shown as failed, with a resend button).
+    #[schema(value_type = DeliverySchema)]
     pub delivery_state: Delivery,
     /// Why delivery failed, in English, then LINE's own words (docs/interface.md).
     pub delivery_error: Option<String>,
     /// The same as codes: `{code, status, line_message}` (`line_message`: LINE's words).
+    #[schema(value_type = Option<ProblemDoc>)]
     pub delivery_problem: Option<desk_core::delivery::Problem>,
     /// Why it still waits (unsent): `next_customer_message`, `kept_for_handler`, … (README).
+    #[schema(value_type = Option<WaitReasonSchema>)]
     pub waiting_reason: Option<&'static str>,
     /// `reply` | `push`, once sent.
+    #[schema(value_type = Option<crate::schema::ModeSchema>)]
     pub sent_via: Option<String>,
-    /// 取消: when, and by whom (name).
+    /// 取消: when.
+    #[schema(format = DateTime)]
     pub cancelled_at: Option<String>,
+    /// 取消: by whom (name).
     pub cancelled_by: Option<String>,
-    /// A customer's passcode attempt: `linked` | `failed` | `throttled`.
+    /// A customer's LINE passcode attempt, and what came of it.
+    #[schema(value_type = Option<PasscodeOutcomeSchema>)]
     pub passcode: Option<String>,
 }
 

@@ -8,14 +8,25 @@ use serde::Deserialize;
 use super::non_empty;
 use crate::ApiError;
 
-#[derive(Deserialize, Default)]
+/// Empty fields are no filter; filters combine.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Linked customer's ID: 15 or #C15.
     pub customer_id: Option<String>,
+    /// Part of the linked customer's name.
     pub customer_name: Option<String>,
+    /// Linked customer's phone, with or without hyphens.
     pub phone: Option<String>,
+    /// `true`: linked to a customer (登録済); `false`: not (未登録).
+    #[param(value_type = Option<bool>)]
     pub registered: Option<String>,
+    #[param(value_type = Option<crate::schema::StatusSchema>)]
     pub status: Option<String>,
+    /// The agent the list shows for a chat — its handler, or (not in progress) its last
+    /// handler — by login or part of the name; with `status=in_progress` only chats held now.
     pub agent: Option<String>,
+    /// Page size, default 50; taken as 1–500 (a number outside, as the nearer bound).
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,

@@ -180,11 +180,17 @@ pub fn passcode_expiry(requested: Option<&str>, now_ms: i64, tz: Tz) -> Result<i
 }
 
 /// The customer search as typed (`?id=&name=&phone=`).
-#[derive(Deserialize, Default, Clone, Debug)]
+#[derive(Deserialize, Default, Clone, Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// Customer ID: 15, #C15, C15 (full-width too).
     pub id: Option<String>,
+    /// Part of the name, as typed (spaces, letter case and full-width letters do not matter).
     pub name: Option<String>,
+    /// Part of the phone number; only its digits count (with or without hyphens).
     pub phone: Option<String>,
+    /// Page size, default 50; taken as 1–500 (a number outside, as the nearer bound).
+    #[param(default = 50)]
     pub limit: Option<i64>,
     /// The `next` cursor of the previous page.
     pub before: Option<String>,
@@ -249,6 +255,25 @@ impl SearchQuery {
         non_empty(&self.id).is_none()
             && non_empty(&self.name).is_none()
             && non_empty(&self.phone).is_none()
+    }
+}
+
+/// A customer's tag, as the API document describes it (`crate::schema` says why by hand).
+pub struct TagSchema;
+
+impl utoipa::PartialSchema for TagSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(MAX_TAG_CHARS))
+            .description(Some("A tag (at most 30 characters)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TagSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Tag")
     }
 }
 

@@ -3,6 +3,7 @@
 //! rendering and the error page — is in `page.rs`; the checks of what people type, shared
 //! with the JSON API, are in `input/`. Pages import neither `api/` nor each other.
 
+pub mod api_docs;
 pub mod chats;
 pub mod customers;
 pub mod line_settings;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(root))
         .merge(login::router())
+        .merge(api_docs::router())
         .merge(users::router())
         .merge(line_settings::router())
         .merge(chats::router())
