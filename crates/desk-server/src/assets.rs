@@ -130,3 +130,37 @@ async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    /// Colours are named once, as custom properties in app.css's `:root` (a theme changes
+    /// there); the style sheets only use them. A colour literal anywhere else fails.
+    #[test]
+    fn colours_are_only_defined_in_root() {
+        let is_colour = |w: &str| {
+            w.starts_with("rgb")
+                || (w.starts_with('#')
+                    && matches!(w.len(), 4 | 5 | 7 | 9)
+                    && w[1..].chars().all(|c| c.is_ascii_hexdigit()))
+        };
+        for (name, css) in [
+            ("app.css", include_str!("../assets/app.css")),
+            ("chats.css", include_str!("../assets/chats.css")),
+            ("customers.css", include_str!("../assets/customers.css")),
+        ] {
+            let outside_root = match css.find(":root {") {
+                Some(start) => {
+                    let end = start + css[start..].find('}').expect("closed :root");
+                    format!("{}{}", &css[..start], &css[end..])
+                }
+                None => css.to_owned(),
+            };
+            let found: Vec<&str> = outside_root
+                .split(|c: char| c.is_whitespace() || matches!(c, ';' | ':' | ',' | ')'))
+                .map(|w| w.trim_start_matches('('))
+                .filter(|w| is_colour(w))
+                .collect();
+            assert!(found.is_empty(), "{name} writes colours: {found:?}");
+        }
+    }
+}
