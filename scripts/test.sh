@@ -49,6 +49,15 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || !
   apt_install chromium chromium-driver fonts-noto-cjk
 fi
 
+# --- Python with venv and pip, for the API contract test (schemathesis from PyPI)
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  say "installing python3-venv for the API contract test"
+  if [ "$(id -u)" -ne 0 ]; then
+    need_root "python3 with venv and pip" "apt-get install python3 python3-venv python3-pip"
+  fi
+  apt_install python3 python3-venv python3-pip
+fi
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy"

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{BACKENDS, Backend, TestDesk, backend_test};
+use common::{Backend, TestDesk, backend_test};
 use desk_store::users::Role;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -206,74 +206,76 @@ fn assert_no_inline_script(what: &str, html: &str) {
     }
 }
 
+backend_test!(with_a_public_url_other_hosts_are_refused);
 /// Item 14: with `--public-url` given, requests naming another host (a DNS-rebinding page)
 /// get 421; the public host and loopback names work, `/healthz` and `/metrics` answer any
 /// host. Without an explicit public URL nothing changes.
-#[tokio::test]
-async fn with_a_public_url_other_hosts_are_refused() {
-    for backend in BACKENDS {
-        let d = TestDesk::start_configured(
-            backend,
-            line_emulator::Config {
-                require_https_media: false,
-                ..Default::default()
-            },
-            |c| {
-                c.public_url = "https://desk.example.test".into();
-                c.check_host = true;
-            },
-        )
-        .await;
-        let port = d.url.rsplit(':').next().unwrap().to_owned();
-        let status = |path: &'static str, host: String| {
-            let req = d
-                .http
-                .get(format!("{}{path}", d.url))
-                .header("host", host)
-                .bearer_auth(&d.token);
-            async move { req.send().await.unwrap().status() }
-        };
-        for host in [
-            "evil.example",
-            "evil.example:80",
-            "desk.example.test.evil.example",
-        ] {
-            assert_eq!(
-                status("/api/v1/conversations", host.into()).await,
-                StatusCode::MISDIRECTED_REQUEST,
-                "{backend:?} {host}"
-            );
-            assert_eq!(
-                status("/login", host.into()).await,
-                StatusCode::MISDIRECTED_REQUEST
-            );
-            assert_eq!(status("/healthz", host.into()).await, 200, "probes");
-            assert_eq!(status("/metrics", host.into()).await, 200, "scrapers");
-        }
-        let wrong_host_webhook = d
+async fn with_a_public_url_other_hosts_are_refused(backend: Backend) {
+    let d = TestDesk::start_configured(
+        backend,
+        line_emulator::Config {
+            require_https_media: false,
+            ..Default::default()
+        },
+        |c| {
+            c.public_url = "https://desk.example.test".into();
+            c.check_host = true;
+        },
+    )
+    .await;
+    let port = d.url.rsplit(':').next().unwrap().to_owned();
+    let status = |path: &'static str, host: String| {
+        let req = d
             .http
-            .post(format!("{}/line", d.url))
-            .header("host", "evil.example")
-            .body("{}")
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(wrong_host_webhook, StatusCode::MISDIRECTED_REQUEST);
-        for host in [
-            "desk.example.test".to_owned(),
-            "DESK.example.test:443".to_owned(),
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-        ] {
-            assert_eq!(
-                status("/api/v1/conversations", host.clone()).await,
-                200,
-                "{backend:?} {host}"
-            );
-        }
+            .get(format!("{}{path}", d.url))
+            .header("host", host)
+            .bearer_auth(&d.token);
+        async move { req.send().await.unwrap().status() }
+    };
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        "desk.example.test.evil.example",
+    ] {
+        assert_eq!(
+            status("/api/v1/conversations", host.into()).await,
+            StatusCode::MISDIRECTED_REQUEST,
+            "{backend:?} {host}"
+        );
+        assert_eq!(
+            status("/login", host.into()).await,
+            StatusCode::MISDIRECTED_REQUEST
+        );
+        assert_eq!(status("/healthz", host.into()).await, 200, "probes");
+        assert_eq!(status("/metrics", host.into()).await, 200, "scrapers");
     }
-    // The default public URL (http://<listen>) checks nothing: any name reaches the desk.
+    let wrong_host_webhook = d
+        .http
+        .post(format!("{}/line", d.url))
+        .header("host", "evil.example")
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(wrong_host_webhook, StatusCode::MISDIRECTED_REQUEST);
+    for host in [
+        "desk.example.test".to_owned(),
+        "DESK.example.test:443".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+    ] {
+        assert_eq!(
+            status("/api/v1/conversations", host.clone()).await,
+            200,
+            "{backend:?} {host}"
+        );
+    }
+}
+
+/// … and without one, the default public URL (http://<listen>) checks nothing.
+#[tokio::test]
+async fn without_a_public_url_any_host_reaches_the_desk() {
     let d = TestDesk::start(common::Backend::Sqlite).await;
     let resp = d
         .http

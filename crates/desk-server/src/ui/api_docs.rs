@@ -17,7 +17,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(askama::Template)]
-#[template(path = "api_docs-html")]
+#[template(path = "api_docs.html")]
 struct ApiDocsPage {
     ctx: PageCtx,
 }

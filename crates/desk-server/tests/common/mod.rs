@@ -15,8 +15,6 @@ use serde_json::Value;
 pub use desk_store::backend_test;
 pub use desk_store::testing::Backend;
 
-pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
-
 pub struct TestDesk {
     pub backend: Backend,
     pub url: String,
