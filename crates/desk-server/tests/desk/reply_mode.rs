@@ -1,11 +1,9 @@
 //! Reply mode and push mode (M1–M7) against the emulator, which enforces LINE's rules:
 //! single-use reply tokens that expire, at most 5 objects per call, retry keys.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestDesk, backend_test, eventually, png};
+use crate::common::{Backend, TestDesk, backend_test, eventually, png};
 use desk_store::users::Role;
 use line_emulator::{Endpoint, Fault};
 use serde_json::{Value, json};

@@ -5,10 +5,8 @@
 //! the 対応中エージェント column's last handler; the layout at 1366×768; sticker images; the
 //! passcode marks; the 顧客 dialog's paging. The API side is in `chat_screen.rs`.
 
-mod common;
-
-use common::browser::Browser;
-use common::{Backend, TestDesk, eventually, png};
+use crate::common::browser::Browser;
+use crate::common::{Backend, TestDesk, eventually, png};
 use desk_store::users::Role;
 use line_emulator::{Endpoint, Fault};
 use serde_json::{Value, json};
@@ -524,7 +522,7 @@ async fn the_list_names_the_last_handler_as_such_and_a_bad_customer_id_shows_onl
         .unwrap()
         .unwrap()
         .id;
-    let sato = common::As {
+    let sato = crate::common::As {
         desk: &d,
         token: d.state.store.create_api_token(sato_id, 0).await.unwrap(),
         user_id: sato_id,

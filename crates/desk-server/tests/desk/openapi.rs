@@ -3,11 +3,9 @@
 //! operation of the document is served. Plus what an integrator reads in it: the ways in,
 //! error bodies, enums; and the browsable page.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{Backend, TestDesk};
+use crate::common::{Backend, TestDesk};
 use serde_json::Value;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];

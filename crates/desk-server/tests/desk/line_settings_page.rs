@@ -2,9 +2,7 @@
 //! ("No update"), an empty field keeps the stored value, the connection test, and the
 //! refused deliveries with the hint about the Channel Secret.
 
-mod common;
-
-use common::{Backend, TestDesk};
+use crate::common::{Backend, TestDesk};
 use desk_store::users::Role;
 
 /// A logged-in session: the cookie and the CSRF token of its pages.

@@ -1,11 +1,9 @@
 //! Every official webhook body from LINE's SDK test suites (../shared/line-fixtures) is
 //! accepted by `POST /line` with the signature computed over its exact bytes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{Backend, TestDesk, backend_test};
+use crate::common::{Backend, TestDesk, backend_test};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/line-fixtures")

@@ -6,10 +6,8 @@
 //! The SQLite run of the passcode test takes `customer-detail.png` and `customer-link.png`
 //! (into `docs/screenshots/` with `UPDATE_SCREENSHOTS=1`).
 
-mod common;
-
-use common::browser::Browser;
-use common::{Backend, TestDesk};
+use crate::common::browser::Browser;
+use crate::common::{Backend, TestDesk};
 use desk_store::users::Role;
 use serde_json::{Value, json};
 use thirtyfour::prelude::*;

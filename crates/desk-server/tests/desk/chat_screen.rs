@@ -6,11 +6,9 @@
 //! filter agreeing with its column; the passcode confirmation on the passcode's own token;
 //! the customer search's range. The browser side is in `browser_chat_screen.rs`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestDesk, backend_test, eventually, png};
+use crate::common::{Backend, TestDesk, backend_test, eventually, png};
 use desk_server::i18n::{I18n, Locale};
 use desk_store::users::Role;
 use line_emulator::{Endpoint, Fault};

@@ -2,9 +2,7 @@
 //! like a browser: cookies carried by hand, `Origin`/`Sec-Fetch-Site` set as browsers do.
 //! Each test runs on SQLite and on PostgreSQL.
 
-mod common;
-
-use common::{Backend, TestDesk, backend_test};
+use crate::common::{Backend, TestDesk, backend_test};
 use desk_store::users::Role;
 use reqwest::header::{LOCATION, SET_COOKIE};
 use reqwest::{Method, Response, StatusCode};
@@ -216,7 +214,7 @@ async fn login_sets_a_session_cookie_and_logout_ends_it(backend: Backend) {
 
 #[tokio::test]
 async fn a_secure_cookie_when_the_public_url_is_https() {
-    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let d = TestDesk::start(crate::common::Backend::Sqlite).await;
     let mut config = (*d.state.config).clone();
     config.public_url = "https://desk.example".into();
     let header = desk_server::session::set_cookie(&config, "tok");
@@ -766,7 +764,7 @@ async fn japanese_by_default_english_after_switching(backend: Backend) {
 
 #[tokio::test]
 async fn assets_are_embedded_with_long_cache_headers() {
-    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let d = TestDesk::start(crate::common::Backend::Sqlite).await;
     let b = Browser::new(&d);
     let page = b.get_html("/login").await;
     for name in ["app.js", "app.css"] {

@@ -1,9 +1,7 @@
 //! `POST /line` end to end (S1, S4, C1, C2, C7): the emulator plays LINE and its users; each
 //! test runs on SQLite and on PostgreSQL.
 
-mod common;
-
-use common::{Backend, TestDesk, backend_test, eventually, png, sample};
+use crate::common::{Backend, TestDesk, backend_test, eventually, png, sample};
 use line_emulator::{Endpoint, Fault, UserMessage};
 use serde_json::Value;
 
@@ -226,7 +224,7 @@ async fn an_image_is_downloaded_from_line_and_served_to_logged_in_users(b: Backe
 
 #[tokio::test]
 async fn a_failed_content_fetch_is_visible_and_retried() {
-    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let d = TestDesk::start(crate::common::Backend::Sqlite).await;
     let user = d.emulator.follow("E", None).await.unwrap();
     d.emulator.add_fault(Fault {
         endpoint: Endpoint::Content,
@@ -375,7 +373,7 @@ async fn a_failed_profile_fetch_shows_the_user_id_meanwhile_and_is_retried(b: Ba
 
 #[tokio::test]
 async fn the_api_needs_a_token_but_health_and_metrics_do_not() {
-    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let d = TestDesk::start(crate::common::Backend::Sqlite).await;
     let get = |path: &str, token: Option<&str>| {
         let mut r = d.http.get(format!("{}{path}", d.url));
         if let Some(t) = token {

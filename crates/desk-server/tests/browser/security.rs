@@ -2,10 +2,8 @@
 //! and the pages' Content-Security-Policy blocks injected script while the desk's own
 //! scripts keep working (item 13). Each test runs on SQLite and on PostgreSQL.
 
-mod common;
-
-use common::browser::Browser;
-use common::{Backend, TestDesk, eventually};
+use crate::common::browser::Browser;
+use crate::common::{Backend, TestDesk, eventually};
 use desk_store::users::Role;
 use line_emulator::UserMessage;
 use serde_json::{Value, json};
@@ -200,7 +198,7 @@ async fn real_pictures_and_videos_still_show_inline() {
     let d = TestDesk::start(Backend::Sqlite).await;
     let user = d.emulator.follow("お客様", None).await.unwrap();
     d.emulator
-        .send_image(&user, common::png(40, 30))
+        .send_image(&user, crate::common::png(40, 30))
         .await
         .unwrap();
     d.emulator

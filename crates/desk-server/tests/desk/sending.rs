@@ -1,9 +1,7 @@
 //! The handling lock and sending (C3–C7, M2), end to end against the emulator, on SQLite
 //! and PostgreSQL.
 
-mod common;
-
-use common::{Backend, TestDesk, backend_test, eventually, png};
+use crate::common::{Backend, TestDesk, backend_test, eventually, png};
 use desk_store::users::Role;
 use line_emulator::{Endpoint, Fault};
 
@@ -118,7 +116,7 @@ async fn a_done_chat_returns_to_unread_on_a_new_customer_message(b: Backend) {
 
 #[tokio::test]
 async fn an_admin_can_release_a_held_chat_and_it_is_recorded() {
-    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let d = TestDesk::start(crate::common::Backend::Sqlite).await;
     let sato = d.user("sato", "佐藤", Role::Agent).await;
     let boss = d.user("boss", "上長", Role::Admin).await;
     let (_, conv) = d.customer("客", "こんにちは").await;
@@ -248,7 +246,7 @@ async fn push_is_retried_with_its_key_and_never_arrives_twice(b: Backend) {
 
 #[tokio::test]
 async fn a_push_line_refuses_fails_visibly_and_can_be_resent() {
-    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let d = TestDesk::start(crate::common::Backend::Sqlite).await;
     d.set_mode("push").await;
     let sato = d.user("sato", "佐藤", Role::Agent).await;
     let (user, conv) = d.customer("客", "もしもし").await;
@@ -278,7 +276,7 @@ async fn a_push_line_refuses_fails_visibly_and_can_be_resent() {
 
 #[tokio::test]
 async fn a_blank_or_too_long_text_is_refused_with_a_reason() {
-    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let d = TestDesk::start(crate::common::Backend::Sqlite).await;
     let sato = d.user("sato", "佐藤", Role::Agent).await;
     let (_, conv) = d.customer("客", "もしもし").await;
     sato.set_status(conv, "in_progress").await;

@@ -3,9 +3,7 @@
 //! plays LINE) on SQLite and on PostgreSQL; the browser-side checks are in
 //! `browser_security.rs`, the memory bound of `/login` in `crates/linedesk/tests`.
 
-mod common;
-
-use common::{Backend, TestDesk, backend_test};
+use crate::common::{Backend, TestDesk, backend_test};
 use desk_store::users::Role;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -276,7 +274,7 @@ async fn with_a_public_url_other_hosts_are_refused(backend: Backend) {
 /// … and without one, the default public URL (http://<listen>) checks nothing.
 #[tokio::test]
 async fn without_a_public_url_any_host_reaches_the_desk() {
-    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let d = TestDesk::start(crate::common::Backend::Sqlite).await;
     let resp = d
         .http
         .get(format!("{}/api/v1/conversations", d.url))
@@ -909,13 +907,19 @@ async fn uploads_are_checked_before_anything_is_decoded_or_stored(backend: Backe
     let before = media().await;
 
     // Nobody holds the chat yet; then tanaka does.
-    let (status, body) = sato.send_image(conv, common::png(64, 48), "a.png").await;
+    let (status, body) = sato
+        .send_image(conv, crate::common::png(64, 48), "a.png")
+        .await;
     assert_eq!(status, 409, "{backend:?} {body}");
     assert_eq!(tanaka.set_status(conv, "in_progress").await.0, 200);
-    let (status, body) = sato.send_image(conv, common::png(64, 48), "a.png").await;
+    let (status, body) = sato
+        .send_image(conv, crate::common::png(64, 48), "a.png")
+        .await;
     assert_eq!(status, 409, "{backend:?} {body}");
     assert_eq!(body["error"]["code"], "held_by_other");
-    let (status, _) = sato.send_image(999_999, common::png(64, 48), "a.png").await;
+    let (status, _) = sato
+        .send_image(999_999, crate::common::png(64, 48), "a.png")
+        .await;
     assert_eq!(status, 404, "{backend:?}");
     assert_eq!(media().await, before, "{backend:?}: no file was stored");
 
@@ -930,7 +934,9 @@ async fn uploads_are_checked_before_anything_is_decoded_or_stored(backend: Backe
     assert_eq!(status, 413, "{backend:?} {body}");
     assert_eq!(body["error"]["code"], "too_many_pixels");
     assert_eq!(media().await, before);
-    let (status, body) = tanaka.send_image(conv, common::png(64, 48), "a.png").await;
+    let (status, body) = tanaka
+        .send_image(conv, crate::common::png(64, 48), "a.png")
+        .await;
     assert_eq!(status, 201, "{backend:?} {body}");
     assert_eq!(media().await, before + 2, "the original and its preview");
 }
@@ -1092,7 +1098,7 @@ async fn passcode_guessing_across_line_users_trips_a_desk_wide_budget_and_alerts
             d.emulator.send_text(&user, wrong.as_str()).await.unwrap();
         }
     }
-    common::eventually("20 guesses judged", || async {
+    crate::common::eventually("20 guesses judged", || async {
         (attempts_judged(&d).await >= 20).then_some(())
     })
     .await;
@@ -1101,7 +1107,7 @@ async fn passcode_guessing_across_line_users_trips_a_desk_wide_budget_and_alerts
     d.emulator.send_text(&fifth, "@000-001").await.unwrap();
     let honest = d.emulator.follow("山田 花子", None).await.unwrap();
     d.emulator.send_text(&honest, code.as_str()).await.unwrap();
-    common::eventually("all attempts judged", || async {
+    crate::common::eventually("all attempts judged", || async {
         (attempts_judged(&d).await >= 22).then_some(())
     })
     .await;
@@ -1173,7 +1179,7 @@ async fn secrets_are_encrypted_and_data_files_private(backend: Backend) {
             ..Default::default()
         },
         move |c| {
-            if backend == common::Backend::Sqlite {
+            if backend == crate::common::Backend::Sqlite {
                 c.data_dir = dir;
             }
         },
@@ -1193,13 +1199,13 @@ async fn secrets_are_encrypted_and_data_files_private(backend: Backend) {
     // LINE's signed deliveries verify with the decrypted secret; images are kept.
     let user = d.emulator.follow("お客様", None).await.unwrap();
     d.emulator
-        .send_image(&user, common::png(20, 20))
+        .send_image(&user, crate::common::png(20, 20))
         .await
         .unwrap();
     let conv = d.conversation_of(&user).await.unwrap()["id"]
         .as_i64()
         .unwrap();
-    common::eventually("the image is kept", || async {
+    crate::common::eventually("the image is kept", || async {
         d.messages(conv).await[0]["media_url"]
             .as_str()
             .map(str::to_owned)
@@ -1208,7 +1214,7 @@ async fn secrets_are_encrypted_and_data_files_private(backend: Backend) {
     let data = d.state.config.data_dir.clone();
     assert_eq!(mode(&data), 0o700, "{backend:?}: the data dir");
     assert_eq!(mode(&data.join(desk_store::secrets::KEY_FILE)), 0o600);
-    if backend == common::Backend::Sqlite {
+    if backend == crate::common::Backend::Sqlite {
         assert_eq!(data, old_dir, "the older desk's data dir");
         for f in ["linedesk.db", "linedesk.db-wal", "linedesk.db-shm"] {
             assert_eq!(mode(&data.join(f)), 0o600, "{f}");

@@ -2,11 +2,9 @@
 //! emulator playing the customers: search, edit and history, delete, linking by the API
 //! (L1) and by a passcode sent from LINE (L2), and the chat list's customer filters (V1).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, TestDesk, backend_test, eventually};
+use crate::common::{Backend, TestDesk, backend_test, eventually};
 use desk_store::on_db;
 use serde_json::{Value, json};
 
@@ -609,7 +607,7 @@ impl Sse {
 
 #[tokio::test]
 async fn the_openapi_document_describes_the_customer_endpoints() {
-    let d = TestDesk::start(common::Backend::Sqlite).await;
+    let d = TestDesk::start(crate::common::Backend::Sqlite).await;
     let doc = d.get("/api/v1/openapi.json").await;
     for (path, method) in [
         ("/customers", "get"),

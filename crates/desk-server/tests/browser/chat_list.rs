@@ -5,12 +5,10 @@
 //!
 //! Every test runs on SQLite; the main flows run on PostgreSQL too. The screenshot test
 //! takes `chat-list.png` and `chat-detail.png` (into `docs/screenshots/` with
-//! `UPDATE_SCREENSHOTS=1`: `common::browser::screenshots_dir`).
+//! `UPDATE_SCREENSHOTS=1`: `crate::common::browser::screenshots_dir`).
 
-mod common;
-
-use common::browser::Browser;
-use common::{Backend, TestDesk, eventually, png};
+use crate::common::browser::Browser;
+use crate::common::{Backend, TestDesk, eventually, png};
 use desk_store::users::Role;
 use line_emulator::{Endpoint, Fault, UserMessage};
 use serde_json::json;
@@ -646,7 +644,7 @@ async fn screenshots_of_the_list_and_the_detail() {
     let tanaka_id = d
         .agent_with_password("tanaka", "田中 健太", Role::Agent, PASSWORD)
         .await;
-    let tanaka = common::As {
+    let tanaka = crate::common::As {
         desk: &d,
         token: d.state.store.create_api_token(tanaka_id, 0).await.unwrap(),
         user_id: tanaka_id,
@@ -903,7 +901,7 @@ async fn the_list_filters_and_pages() {
         .unwrap()
         .unwrap()
         .id;
-    let sato = common::As {
+    let sato = crate::common::As {
         desk: &d,
         token: d.state.store.create_api_token(sato_id, 0).await.unwrap(),
         user_id: sato_id,
