@@ -1,29 +1,12 @@
 //! The store on both backends: every test runs on SQLite and on a fresh PostgreSQL database.
 
+use crate::common::{backend, text_event};
 use desk_store::backend_test;
 use desk_store::conversations::ConversationFilter;
-use desk_store::ingest::{InboundAction, InboundEvent, InboundMessage};
+use desk_store::exec_db;
+use desk_store::ingest::{InboundAction, InboundEvent};
 use desk_store::testing::{Backend, store};
 use desk_store::users::Role;
-use desk_store::{Store, exec_db};
-
-fn text_event(event_id: &str, user: &str, message_id: &str, text: &str, ts: i64) -> InboundEvent {
-    InboundEvent {
-        webhook_event_id: Some(event_id.into()),
-        event_type: "message".into(),
-        line_user_id: Some(user.into()),
-        timestamp: ts,
-        raw: format!(r#"{{"type":"message","webhookEventId":"{event_id}"}}"#),
-        action: InboundAction::Message(InboundMessage {
-            line_message_id: Some(message_id.into()),
-            kind: desk_core::MessageKind::from_line_type("text"),
-            text: Some(text.into()),
-            payload: None,
-            fetch_content: false,
-            reply_token: Some(format!("rt-{message_id}")),
-        }),
-    }
-}
 
 fn follow_event(event_id: &str, user: &str, ts: i64, unblocked: bool) -> InboundEvent {
     InboundEvent {
@@ -44,14 +27,6 @@ fn unfollow_event(event_id: &str, user: &str, ts: i64) -> InboundEvent {
         timestamp: ts,
         raw: "{}".into(),
         action: InboundAction::Unfollow,
-    }
-}
-
-fn backend(s: &Store) -> &'static str {
-    if s.is_postgres() {
-        "postgres"
-    } else {
-        "sqlite"
     }
 }
 

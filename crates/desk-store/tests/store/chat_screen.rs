@@ -3,41 +3,15 @@
 //! そのまま送る, the history in the order the customer saw it, the customer search's range
 //! counts and paging back, and the passcode confirmation riding the passcode's own token.
 
+use crate::common::{backend, text_event};
 use desk_core::ConversationStatus;
 use desk_core::passcode::DEFAULT_VALIDITY_MS;
 use desk_store::Store;
 use desk_store::backend_test;
 use desk_store::customers::{CustomerFields, CustomerFilter};
-use desk_store::ingest::{InboundAction, InboundEvent, InboundMessage};
 use desk_store::outbox::{CancelOutcome, Confirmation, NewOutgoing, UnsentChoice};
 use desk_store::testing::{Backend, store};
 use desk_store::users::Role;
-
-fn text_event(event_id: &str, user: &str, message_id: &str, text: &str, ts: i64) -> InboundEvent {
-    InboundEvent {
-        webhook_event_id: Some(event_id.into()),
-        event_type: "message".into(),
-        line_user_id: Some(user.into()),
-        timestamp: ts,
-        raw: format!(r#"{{"type":"message","webhookEventId":"{event_id}"}}"#),
-        action: InboundAction::Message(InboundMessage {
-            line_message_id: Some(message_id.into()),
-            kind: desk_core::MessageKind::from_line_type("text"),
-            text: Some(text.into()),
-            payload: None,
-            fetch_content: false,
-            reply_token: Some(format!("rt-{message_id}")),
-        }),
-    }
-}
-
-fn backend(s: &Store) -> &'static str {
-    if s.is_postgres() {
-        "postgres"
-    } else {
-        "sqlite"
-    }
-}
 
 fn text(t: &str) -> NewOutgoing<'_> {
     NewOutgoing {

@@ -1,6 +1,7 @@
 //! Customers, their history, linking by an agent and by passcode (spec L1–L4), and the chat
 //! list's customer filters (V1): every test on SQLite and on a fresh PostgreSQL database.
 
+use crate::common::backend;
 use desk_core::passcode::{DEFAULT_VALIDITY_MS, THROTTLE_WINDOW_MS};
 use desk_store::backend_test;
 use desk_store::conversations::ConversationFilter;
@@ -30,14 +31,6 @@ fn text_event(event_id: &str, user: &str, message_id: &str, text: &str, ts: i64)
 
 /// (action, field, old value, new value, at) of a history row.
 type HistoryLine = (String, Option<String>, Option<String>, Option<String>, i64);
-
-fn backend(s: &Store) -> &'static str {
-    if s.is_postgres() {
-        "postgres"
-    } else {
-        "sqlite"
-    }
-}
 
 fn fields(name: &str, phone: &str) -> CustomerFields {
     CustomerFields {

@@ -1,6 +1,7 @@
 //! Storing a batch of webhook events in one go (set-based) must leave the database exactly
 //! as storing the same events one by one, in order, does: on SQLite and on PostgreSQL.
 
+use crate::common::backend;
 use desk_store::ingest::{InboundAction, InboundEvent, InboundMessage, IngestOutcome};
 use desk_store::{Store, exec_db, on_db, testing};
 
@@ -163,14 +164,6 @@ async fn snapshot(s: &Store) -> Snapshot {
         }
     }
     .await)
-}
-
-fn backend(s: &Store) -> &'static str {
-    if s.is_postgres() {
-        "postgres"
-    } else {
-        "sqlite"
-    }
 }
 
 /// Pairs of fresh stores on each backend: (batched, one by one).

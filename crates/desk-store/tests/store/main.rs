@@ -5,6 +5,7 @@
 
 mod basics;
 mod chat_screen;
+mod common;
 mod customers;
 mod ingest_batch;
 mod secrets;
