@@ -205,11 +205,10 @@ impl Store {
             "SELECT status, agent_id FROM conversations WHERE id = $1{}",
             tx.for_update()
         );
-        let before: Option<(String, Option<i64>)> =
-            crate::on_tx!(&mut tx, |c| sqlx::query_as(&sql)
-                .bind(conversation_id)
-                .fetch_optional(c)
-                .await)?;
+        let before: Option<(String, Option<i64>)> = on_tx!(&mut tx, |c| sqlx::query_as(&sql)
+            .bind(conversation_id)
+            .fetch_optional(c)
+            .await)?;
         let Some((from, holder)) = before else {
             return Ok(StatusOutcome::NotFound);
         };
@@ -233,13 +232,13 @@ impl Store {
                  WHERE id = $1 AND (status <> 'in_progress' OR agent_id = $2 OR $4)"
             }
         };
-        let changed = crate::exec_tx!(&mut tx, |c| sqlx::query(sql)
+        let changed = exec_tx!(&mut tx, |c| sqlx::query(sql)
             .bind(conversation_id)
             .bind(actor_id)
             .bind(now_ms)
             .bind(admin_override))?;
         if changed == 0 {
-            let holder: Option<Option<i64>> = crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
+            let holder: Option<Option<i64>> = on_tx!(&mut tx, |c| sqlx::query_scalar(
                 "SELECT agent_id FROM conversations WHERE id = $1"
             )
             .bind(conversation_id)
@@ -264,7 +263,7 @@ impl Store {
             .await?;
         }
         let action = if released { "release" } else { "status" };
-        crate::exec_tx!(&mut tx, |c| {
+        exec_tx!(&mut tx, |c| {
             sqlx::query(
             "INSERT INTO conversation_log (conversation_id, actor_id, action, from_status, to_status, at)
              VALUES ($1, $2, $3, $4, $5, $6)")
@@ -280,7 +279,7 @@ impl Store {
     /// An agent opened the chat: its customer messages count as read.
     pub async fn mark_read(&self, conversation_id: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        let n = crate::exec_tx!(&mut tx, |c| sqlx::query(
+        let n = exec_tx!(&mut tx, |c| sqlx::query(
             "UPDATE conversations SET unread_count = 0 WHERE id = $1 AND unread_count <> 0"
         )
         .bind(conversation_id))?;

@@ -162,7 +162,7 @@ impl Store {
 
     /// How many attempt rows are kept (tests, and to see the table stays bounded).
     pub async fn count_login_attempts(&self) -> Result<i64> {
-        Ok(crate::on_db!(&self.db, |p| sqlx::query_scalar(
+        Ok(on_db!(&self.db, |p| sqlx::query_scalar(
             "SELECT COUNT(*) FROM login_attempts"
         )
         .fetch_one(p)

@@ -53,7 +53,7 @@ impl Store {
 
     /// Deletes a file's row (an upload no message refers to).
     pub async fn delete_media(&self, id: i64) -> Result<()> {
-        crate::exec_db!(&self.db, |p| sqlx::query("DELETE FROM media WHERE id = $1")
+        exec_db!(&self.db, |p| sqlx::query("DELETE FROM media WHERE id = $1")
             .bind(id))?;
         Ok(())
     }

@@ -418,7 +418,7 @@ impl crate::Store {
                 return Ok(true);
             }
         }
-        let plain: i64 = crate::on_db!(&self.db, |p| sqlx::query_scalar(
+        let plain: i64 = on_db!(&self.db, |p| sqlx::query_scalar(
             "SELECT COUNT(*) FROM customer_passcodes WHERE code_hash IS NULL"
         )
         .fetch_one(p)
@@ -444,7 +444,7 @@ impl crate::Store {
             }
         }
         // Another instance may have done it meanwhile, perhaps with another key.
-        let recorded: Option<String> = crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
+        let recorded: Option<String> = on_tx!(&mut tx, |c| sqlx::query_scalar(
             "SELECT value FROM settings WHERE key = $1"
         )
         .bind(KEY_ID_SETTING)
@@ -453,7 +453,7 @@ impl crate::Store {
         check_recorded(secrets, recorded.as_deref())?;
         let mut converted = 0;
         for key in SECRET_SETTINGS {
-            let value: Option<String> = crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
+            let value: Option<String> = on_tx!(&mut tx, |c| sqlx::query_scalar(
                 "SELECT value FROM settings WHERE key = $1"
             )
             .bind(key)
@@ -467,7 +467,7 @@ impl crate::Store {
                 Opened::Previous(p) | Opened::Plain(p) => p,
             };
             // The value is rewritten, not changed: ステータス更新 stays as it was.
-            crate::exec_tx!(&mut tx, |c| sqlx::query(
+            exec_tx!(&mut tx, |c| sqlx::query(
                 "UPDATE settings SET value = $2 WHERE key = $1"
             )
             .bind(key)
@@ -478,7 +478,7 @@ impl crate::Store {
             .previous_key_id()
             .map(|id| format!("{PREFIX}{id}:%"))
             .unwrap_or_else(|| "no previous key".into());
-        let rows: Vec<(i64, String, Option<String>)> = crate::on_tx!(&mut tx, |c| sqlx::query_as(
+        let rows: Vec<(i64, String, Option<String>)> = on_tx!(&mut tx, |c| sqlx::query_as(
             "SELECT id, code, code_enc FROM customer_passcodes
              WHERE code_hash IS NULL OR code_enc LIKE $1"
         )
@@ -490,7 +490,7 @@ impl crate::Store {
                 Some(enc) => secrets.open(PASSCODE_PURPOSE, &enc)?.into_inner(),
                 None => code,
             };
-            crate::exec_tx!(&mut tx, |c| {
+            exec_tx!(&mut tx, |c| {
                 sqlx::query(
                 "UPDATE customer_passcodes SET code = $2, code_hash = $3, code_enc = $4 WHERE id = $1")
                 .bind(id).bind(MASKED_CODE).bind(secrets.passcode_hash(&code))
@@ -498,7 +498,7 @@ impl crate::Store {
             })?;
             converted += 1;
         }
-        crate::exec_tx!(&mut tx, |c| sqlx::query(
+        exec_tx!(&mut tx, |c| sqlx::query(
             "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value"
         )

@@ -43,7 +43,7 @@ impl Store {
 
     /// Sets a named counter to `value` (e.g. a streak that ended).
     pub async fn set_counter(&self, name: &str, value: i64, at_ms: i64) -> Result<()> {
-        crate::exec_db!(&self.db, |p| {
+        exec_db!(&self.db, |p| {
             sqlx::query(
             "INSERT INTO counters (name, value, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
