@@ -57,6 +57,15 @@ pub enum HandlerWrite<T> {
 }
 
 impl<T> HandlerWrite<T> {
+    /// The same outcome with what was queued changed by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> HandlerWrite<U> {
+        match self {
+            HandlerWrite::Queued(t) => HandlerWrite::Queued(f(t)),
+            HandlerWrite::NotFound => HandlerWrite::NotFound,
+            HandlerWrite::NotHandler(e) => HandlerWrite::NotHandler(e),
+        }
+    }
+
     /// What was queued, if it was.
     pub fn queued(self) -> Option<T> {
         match self {
@@ -178,16 +187,10 @@ impl Store {
         retry_key: &str,
         now_ms: i64,
     ) -> Result<HandlerWrite<i64>> {
-        Ok(
-            match self
-                .queue_group(conversation_id, agent_id, &[(m, retry_key)], now_ms)
-                .await?
-            {
-                HandlerWrite::Queued(ids) => HandlerWrite::Queued(ids[0]),
-                HandlerWrite::NotFound => HandlerWrite::NotFound,
-                HandlerWrite::NotHandler(e) => HandlerWrite::NotHandler(e),
-            },
-        )
+        Ok(self
+            .queue_group(conversation_id, agent_id, &[(m, retry_key)], now_ms)
+            .await?
+            .map(|ids| ids[0]))
     }
 
     /// Writes one press of 送信 — its messages in the order composed, each with its retry

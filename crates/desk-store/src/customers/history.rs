@@ -3,7 +3,7 @@
 
 use desk_core::{HistoryAction, LinkVia};
 
-use crate::{Result, Store, Tx, TxInner};
+use crate::{Result, Store, Tx};
 
 /// One line of 変更履歴.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -39,15 +39,6 @@ pub fn tags_text(tags: &[String]) -> String {
 
 pub(super) fn tags_json(tags: &[String]) -> String {
     serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
-}
-
-pub(super) fn is_pg(tx: &Tx) -> bool {
-    matches!(tx.inner, TxInner::Postgres(_))
-}
-
-/// ` FOR UPDATE` on PostgreSQL (SQLite's write transaction already excludes other writers).
-pub(super) fn for_update(tx: &Tx) -> &'static str {
-    if is_pg(tx) { " FOR UPDATE" } else { "" }
 }
 
 /// A history row to write.

@@ -1,6 +1,6 @@
 //! Linking a LINE user (a chat) to a customer, by an agent; the chats a customer has.
 
-use super::history::{History, for_update, write_history};
+use super::history::{History, write_history};
 use desk_core::{HistoryAction, LinkVia};
 
 use crate::{Change, Result, Store, Tx};
@@ -49,7 +49,7 @@ pub(super) async fn link_in_tx(
 ) -> Result<LinkOutcome> {
     let sql = format!(
         "SELECT customer_id, line_user_id FROM conversations WHERE id = $1{}",
-        for_update(tx)
+        tx.for_update()
     );
     let row: Option<(Option<i64>, String)> = on_tx!(tx, |c| sqlx::query_as(&sql)
         .bind(conversation_id)
@@ -58,7 +58,7 @@ pub(super) async fn link_in_tx(
     let Some((previous, line_user_id)) = row else {
         return Ok(LinkOutcome::NoConversation);
     };
-    let sql = format!("SELECT id FROM customers WHERE id = $1{}", for_update(tx));
+    let sql = format!("SELECT id FROM customers WHERE id = $1{}", tx.for_update());
     let exists: Option<i64> = on_tx!(tx, |c| sqlx::query_scalar(&sql)
         .bind(customer_id)
         .fetch_optional(c)
@@ -173,7 +173,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let sql = format!(
             "SELECT customer_id, line_user_id FROM conversations WHERE id = $1{}",
-            for_update(&tx)
+            tx.for_update()
         );
         let row: Option<(Option<i64>, String)> = on_tx!(&mut tx, |c| sqlx::query_as(&sql)
             .bind(conversation_id)

@@ -6,7 +6,7 @@ use desk_core::passcode::{self, AttemptOutcome, Passcode};
 use desk_core::{HistoryAction, LinkVia};
 use serde_json::json;
 
-use super::history::{History, for_update, write_history};
+use super::history::{History, write_history};
 use super::links::{LinkOutcome, link_in_tx};
 use crate::{Change, Result, Store, StoreError, Tx, TxInner, secrets};
 
@@ -237,7 +237,7 @@ impl Store {
         use rand::Rng;
         let secrets = self.secrets()?;
         let mut tx = self.begin().await?;
-        let sql = format!("SELECT id FROM customers WHERE id = $1{}", for_update(&tx));
+        let sql = format!("SELECT id FROM customers WHERE id = $1{}", tx.for_update());
         let found: Option<i64> = on_tx!(&mut tx, |c| sqlx::query_scalar(&sql)
             .bind(customer_id)
             .fetch_optional(c)
@@ -338,7 +338,7 @@ impl Store {
         // One checker per chat at a time, so attempts are judged in order.
         let sql = format!(
             "SELECT id FROM conversations WHERE id = $1{}",
-            for_update(&tx)
+            tx.for_update()
         );
         on_tx!(&mut tx, |c| sqlx::query_scalar::<_, i64>(&sql)
             .bind(conversation_id)

@@ -4,7 +4,7 @@ use desk_core::customer_code::format_code;
 use desk_core::normalize::name_key;
 use desk_core::{HistoryAction, LinkVia};
 
-use super::history::{History, for_update, tags_json, tags_text, write_history};
+use super::history::{History, tags_json, tags_text, write_history};
 use crate::sql::escape_like;
 use crate::{Change, Result, Store, StoreError};
 
@@ -210,7 +210,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let sql = format!(
             "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1{}",
-            for_update(&tx)
+            tx.for_update()
         );
         let Some(old) = on_tx!(&mut tx, |c| sqlx::query_as::<_, CustomerRow>(&sql)
             .bind(id)
@@ -297,7 +297,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let sql = format!(
             "SELECT name FROM customers WHERE id = $1{}",
-            for_update(&tx)
+            tx.for_update()
         );
         let Some(name) = on_tx!(&mut tx, |c| sqlx::query_scalar::<_, String>(&sql)
             .bind(id)
